@@ -1,0 +1,150 @@
+/*
+ * ledger.h - the budget indicator ledger (预算指标账) and payment history.
+ *
+ * Every payment draws on a budget indicator.  The ledger keeps, per
+ * indicator, allocated / frozen / paid and their difference, available:
+ *
+ *     allocated - frozen - paid = available
+ *
+ * and an append-only list of entries, each naming its cause (doc_no,
+ * voucher, payroll run, transfer pair) and the event id that made it.
+ * Vouchers are two-phase transfers: `created` opens a pending reservation
+ * (frozen), `paid` posts it, `cancelled` voids it, `returned` voids it
+ * (before payment) or refunds it (after).  Indicator operations (allocate,
+ * adjust, transfer) never make available negative: a reduction below what
+ * is frozen plus paid is refused, nothing changes, and the refusal is
+ * recorded.  A voucher over the balance is still frozen in full (it happened
+ * upstream): available goes negative and the indicator reports overdrawn.
+ *
+ * The ledger also owns the payment history that rules query: vouchers and
+ * their states, payroll lines, reimbursements and subsidies, with indexes so
+ * that windowed counts and totals never scan.
+ *
+ * All functions run on the loop thread inside the caller's transaction
+ * (fw_store_begin/commit); the ledger never commits by itself.
+ */
+#ifndef FW_LEDGER_H
+#define FW_LEDGER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "daemon/event.h"
+#include "daemon/store.h"
+
+typedef struct fw_ledger fw_ledger;
+
+extern const char fw_ledger_schema[];
+
+/* Indicator flags (bitmask). */
+enum {
+    FW_FLAG_SALARY = 1 << 0,
+    FW_FLAG_SANGONG = 1 << 1,
+    FW_FLAG_DIRECT = 1 << 2,
+    FW_FLAG_SUBSIDY = 1 << 3,
+    FW_FLAG_UNION = 1 << 4,
+};
+/* "salary" -> FW_FLAG_SALARY; 0 if unknown. */
+int fw_flag_from_name(const char *name);
+
+typedef struct fw_indicator {
+    char indicator_id[64];
+    char unit_code[32];
+    int year;
+    char func_class[16];
+    char econ_class[16];
+    char fund_type[16];
+    char fund_source[64];
+    char project_code[64];
+    int flags;
+    int64_t allocated, frozen, paid, available; /* fen */
+} fw_indicator;
+
+/* What applying an event did (for logs, metrics and tests). */
+typedef enum {
+    FW_LEDGER_APPLIED = 0,   /* balances changed as the contract says */
+    FW_LEDGER_NOOP,          /* nothing to do (e.g. signed/sent, reimburse) */
+    FW_LEDGER_REFUSED,       /* indicator op refused (reduction below frozen+paid) */
+    FW_LEDGER_FLOW_ERROR,    /* voucher event out of order / unknown voucher: kept, no balance change */
+    FW_LEDGER_OVERDRAWN,     /* applied, and the indicator is now below zero */
+} fw_ledger_outcome;
+
+typedef struct fw_ledger_result {
+    fw_ledger_outcome outcome;
+    char reason[160];        /* for REFUSED / FLOW_ERROR */
+} fw_ledger_result;
+
+fw_ledger *fw_ledger_new(fw_store *st);
+void fw_ledger_free(fw_ledger *l);
+
+/* Apply one decoded event.  Returns 0 (see res->outcome), -1 on a store
+ * error (the caller rolls back the batch). */
+int fw_ledger_apply(fw_ledger *l, const fw_event *ev, fw_ledger_result *res);
+
+/* ---- reads (rules, pre-check, API, CLI) ---- */
+
+/* 1 found, 0 unknown, -1 error. */
+int fw_ledger_get_indicator(fw_ledger *l, const char *indicator_id, fw_indicator *out);
+
+/* The voucher as stored: its created fields (amount as integer fen),
+ * `state` (created|signed|sent|paid|returned|cancelled), `events` (list of
+ * {event, occurred_at, id}), created_at.  New reference or NULL if unknown. */
+json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no);
+
+/* Spend history (rules.md "Spend": created and not later cancelled or
+ * returned, at the created time).  Any criterion may be NULL/0 = any. */
+typedef struct fw_history_query {
+    const char *unit_code;
+    const char *payee_account;
+    const char *econ_class;
+    const char *const *econ_classes; /* NULL-terminated set, or NULL */
+    const char *settle_method;
+    const char *payee_type;
+    int64_t amount;          /* exact amount match when has_amount */
+    int has_amount;
+    int64_t amount_below;    /* only vouchers with amount < this, when > 0 */
+    int64_t since, until;    /* created_at in [since, until] (unix s) */
+    const char *exclude_voucher; /* leave this voucher out */
+    const char *state;       /* NULL: spend; "returned": returned vouchers
+                                (by returned time); "paid": paid (by paid time) */
+    const char *indicator_id;
+} fw_history_query;
+
+typedef struct fw_history_result {
+    int64_t count;
+    int64_t total; /* fen */
+} fw_history_result;
+
+int fw_ledger_history(fw_ledger *l, const fw_history_query *q, fw_history_result *r);
+
+/* Sum of `allocated` over the unit's indicators of `year` having flag. */
+int fw_ledger_allocated_by_flag(fw_ledger *l, const char *unit_code, int year, int flag,
+                                int64_t *allocated);
+
+/* Earlier payroll lines of a person (any unit), newest period first:
+ * [{run_id, unit_code, period, emp_id, name, account, gross, net}], only
+ * periods < before_period ("YYYY-MM"; NULL = all).  New reference. */
+json_t *fw_ledger_employee_json(fw_ledger *l, const char *id_no, const char *before_period);
+/* Lines of the same period for an ID number or an account, other runs:
+ * [{run_id, unit_code, emp_id, id_no, account}].  New reference. */
+json_t *fw_ledger_period_lines_json(fw_ledger *l, const char *period, const char *id_no,
+                                    const char *account);
+/* Earlier subsidies of a person/kind in a calendar month: count. */
+int fw_ledger_subsidy_count(fw_ledger *l, const char *emp_id, const char *unit_code,
+                            const char *kind, int year, int month, const char *exclude_payout,
+                            int64_t *count);
+
+/* Vouchers in state `sent` whose sent time is <= before (for stuck_voucher):
+ * [{voucher_no, unit_code, sent_at, amount}].  New reference. */
+json_t *fw_ledger_vouchers_sent_before(fw_ledger *l, int64_t before);
+/* Indicators with a project_code: [{indicator_id, unit_code, allocated}]. */
+json_t *fw_ledger_project_indicators(fw_ledger *l);
+
+/* ---- people-facing views (API and CLI), contract §8 shapes ---- */
+
+json_t *fw_ledger_indicator_view(fw_ledger *l, const char *indicator_id); /* money as yuan strings */
+json_t *fw_ledger_entries_view(fw_ledger *l, const char *indicator_id, int limit);
+json_t *fw_ledger_voucher_view(fw_ledger *l, const char *voucher_no);
+json_t *fw_ledger_trace_view(fw_ledger *l, const char *voucher_no);
+
+#endif

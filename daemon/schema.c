@@ -1,0 +1,45 @@
+/*
+ * schema.c - the store's migrations, in order.
+ *
+ * Migration i (1-based) is applied when PRAGMA user_version < i.  Each
+ * module owns its schema string; the list here only orders them.  Once a
+ * migration has shipped it is never edited: changes are new migrations
+ * appended at the end.
+ */
+#include "daemon/schema.h"
+
+/* The intake's own tables: every accepted event once (idempotency by id,
+ * stream order by seq) and every dead-lettered message with its bytes. */
+const char fw_core_schema[] =
+    "CREATE TABLE events ("
+    "  id TEXT PRIMARY KEY,"
+    "  kind TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  unit_code TEXT NOT NULL,"
+    "  stream_seq INTEGER,"
+    "  occurred_at INTEGER NOT NULL,"
+    "  received_at INTEGER NOT NULL,"
+    "  body TEXT NOT NULL"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX events_seq ON events(stream_seq);"
+    "CREATE TABLE dlq ("
+    "  n INTEGER PRIMARY KEY,"
+    "  stream_seq INTEGER,"
+    "  subject TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  field TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  body BLOB NOT NULL,"
+    "  at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE UNIQUE INDEX dlq_seq ON dlq(stream_seq) WHERE stream_seq IS NOT NULL;";
+
+const fw_migration fw_migrations[] = {
+    {"core", fw_core_schema},
+    {"ledger", fw_ledger_schema},
+    {"rules", fw_rules_schema},
+    {"alerts", fw_alerts_schema},
+    {"sms", fw_sms_schema},
+};
+const int fw_nmigrations = (int)(sizeof fw_migrations / sizeof fw_migrations[0]);

@@ -1,0 +1,18 @@
+/*
+ * schema.h - every module's schema and the ordered migration list.
+ */
+#ifndef FW_SCHEMA_H
+#define FW_SCHEMA_H
+
+#include "daemon/store.h"
+
+extern const char fw_core_schema[];   /* daemon/schema.c: events, dlq */
+extern const char fw_ledger_schema[]; /* daemon/ledger.c */
+extern const char fw_rules_schema[];  /* lua/: rule-set versions and stats */
+extern const char fw_alerts_schema[]; /* alerts/ */
+extern const char fw_sms_schema[];    /* sms/ */
+
+extern const fw_migration fw_migrations[];
+extern const int fw_nmigrations;
+
+#endif

@@ -129,6 +129,10 @@ json_t *fw_ledger_employee_json(fw_ledger *l, const char *id_no, const char *bef
  * [{run_id, unit_code, emp_id, id_no, account}].  New reference. */
 json_t *fw_ledger_period_lines_json(fw_ledger *l, const char *period, const char *id_no,
                                     const char *account);
+/* Payroll run progress before this part is applied: parts already stored
+ * (distinct part numbers) and their total net (fen). */
+int fw_ledger_run_progress(fw_ledger *l, const char *run_id, int *parts_seen, int64_t *net_so_far);
+
 /* Earlier subsidies of a person/kind in a calendar month: count. */
 int fw_ledger_subsidy_count(fw_ledger *l, const char *emp_id, const char *unit_code,
                             const char *kind, int year, int month, const char *exclude_payout,

@@ -151,4 +151,28 @@ json_t *fw_ledger_entries_view(fw_ledger *l, const char *indicator_id, int limit
 json_t *fw_ledger_voucher_view(fw_ledger *l, const char *voucher_no);
 json_t *fw_ledger_trace_view(fw_ledger *l, const char *voucher_no);
 
+/* ---- additions (ledger module) ---- */
+
+/* "applied", "noop", "refused", "flow_error", "overdrawn". */
+const char *fw_ledger_outcome_name(fw_ledger_outcome o);
+/* FW_FLAG_SALARY -> "salary"; NULL for anything but a single known flag. */
+const char *fw_flag_name(int flag);
+
+/* Check every indicator: allocated, frozen, paid >= 0; frozen equals the
+ * sum of its pending reservations; the entries' deltas sum to the balances
+ * and each entry's balances follow from the previous one; reservations
+ * agree with their vouchers' states; unit_flag_totals equals a recount.
+ * 0 when all hold, else -1 with the first violation in err.  (Tests, and
+ * `fundwatch ledger check` if ever wanted; it scans everything.) */
+int fw_ledger_check_invariants(fw_ledger *l, char *err, int errlen);
+
+/* `fundwatch ledger show INDICATOR_ID [--json] [--limit N]` and
+ * `fundwatch ledger trace VOUCHER_NO [--json]`: argv[0] is "show" or
+ * "trace" (main.c has opened config and store and removed -c).  Human
+ * tables on stdout, or the view JSON with --json (show: the shape of
+ * GET /api/indicators/{id}; trace: that of GET /api/vouchers/{no}/trace).
+ * Returns the exit status: 0 found, 1 not found (stderr names the id),
+ * 2 bad usage. */
+int fw_ledger_cli_main(fw_ledger *l, int argc, char **argv);
+
 #endif

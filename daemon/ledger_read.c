@@ -1,0 +1,473 @@
+/*
+ * ledger_read.c - the ledger's queries for rules, the pre-check and tests.
+ *
+ * Every windowed query is answered through an index (see the schema in
+ * ledger_schema.c): the history query is built from the criteria actually
+ * given, so that the planner sees plain equalities and one range on the
+ * time column and picks the matching (key, time) index.  Each distinct
+ * criteria combination is one cached statement; there are few in practice.
+ * fw_ledger_check_invariants() is the exception: it scans on purpose.
+ */
+#include "daemon/ledger.h"
+#include "daemon/ledger_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+
+int fw_ledger_get_indicator(fw_ledger *l, const char *indicator_id, fw_indicator *out)
+{
+    sqlite3_stmt *s = fw_store_stmt(
+        l->st, "SELECT indicator_id, unit_code, year, func_class, econ_class, fund_type,"
+               " fund_source, project_code, flags, allocated, frozen, paid"
+               " FROM indicators WHERE indicator_id = ?1");
+    fw_bind_text(s, 1, indicator_id ? indicator_id : "");
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && out) {
+        memset(out, 0, sizeof *out);
+        snprintf(out->indicator_id, sizeof out->indicator_id, "%s", fw_col_text(s, 0));
+        snprintf(out->unit_code, sizeof out->unit_code, "%s", fw_col_text(s, 1));
+        out->year = sqlite3_column_int(s, 2);
+        snprintf(out->func_class, sizeof out->func_class, "%s", fw_col_text(s, 3));
+        snprintf(out->econ_class, sizeof out->econ_class, "%s", fw_col_text(s, 4));
+        snprintf(out->fund_type, sizeof out->fund_type, "%s", fw_col_text(s, 5));
+        snprintf(out->fund_source, sizeof out->fund_source, "%s", fw_col_text(s, 6));
+        snprintf(out->project_code, sizeof out->project_code, "%s", fw_col_text(s, 7));
+        out->flags = sqlite3_column_int(s, 8);
+        out->allocated = sqlite3_column_int64(s, 9);
+        out->frozen = sqlite3_column_int64(s, 10);
+        out->paid = sqlite3_column_int64(s, 11);
+        out->available = out->allocated - out->frozen - out->paid;
+    }
+    fw_store_done(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    FW_ERROR("ledger.sql", "what=get_indicator rc=%d", rc);
+    return -1;
+}
+
+static void set_time(json_t *o, const char *key, sqlite3_stmt *s, int col)
+{
+    if (sqlite3_column_type(s, col) != SQLITE_NULL)
+        json_object_set_new(o, key, json_integer(sqlite3_column_int64(s, col)));
+}
+
+json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no)
+{
+    sqlite3_stmt *s = fw_store_stmt(
+        l->st, "SELECT v.body, v.state, v.created_at, v.signed_at, v.sent_at, v.paid_at,"
+               " v.returned_at, v.cancelled_at, r.state, r.indicator_id"
+               " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
+               " WHERE v.voucher_no = ?1");
+    fw_bind_text(s, 1, voucher_no ? voucher_no : "");
+    json_t *v = NULL;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        v = json_loads(fw_col_text(s, 0), 0, NULL);
+        if (v && json_is_object(v)) {
+            json_object_del(v, "id"); /* the created event's id is in events[] */
+            json_object_del(v, "event");
+            json_object_set_new(v, "state", json_string(fw_col_text(s, 1)));
+            set_time(v, "created_at", s, 2);
+            set_time(v, "signed_at", s, 3);
+            set_time(v, "sent_at", s, 4);
+            set_time(v, "paid_at", s, 5);
+            set_time(v, "returned_at", s, 6);
+            set_time(v, "cancelled_at", s, 7);
+            json_object_set_new(v, "reservation",
+                                sqlite3_column_type(s, 8) == SQLITE_NULL
+                                    ? json_null()
+                                    : json_string(fw_col_text(s, 8)));
+        } else {
+            json_decref(v);
+            v = NULL;
+        }
+    }
+    fw_store_done(s);
+    if (!v)
+        return NULL;
+
+    json_t *events = json_array();
+    s = fw_store_stmt(l->st, "SELECT event, occurred_at, event_id, outcome FROM voucher_events"
+                             " WHERE voucher_no = ?1 ORDER BY n");
+    fw_bind_text(s, 1, voucher_no);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_array_append_new(events,
+                              json_pack("{s:s, s:I, s:s, s:s}", "event", fw_col_text(s, 0),
+                                        "occurred_at", (json_int_t)sqlite3_column_int64(s, 1), "id",
+                                        fw_col_text(s, 2), "outcome", fw_col_text(s, 3)));
+    fw_store_done(s);
+    json_object_set_new(v, "events", events);
+    if (rc != SQLITE_DONE) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* ---- the history query ---- */
+
+#define QB_MAX_BINDS 16
+
+typedef struct qbuild {
+    char sql[1400];
+    size_t len;
+    int n;
+    struct {
+        const char *text; /* NULL: integer */
+        int64_t i;
+    } b[QB_MAX_BINDS];
+    int overflow;
+} qbuild;
+
+static void qb_add(qbuild *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void qb_add(qbuild *q, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(q->sql + q->len, sizeof q->sql - q->len, fmt, ap);
+    va_end(ap);
+    if (w < 0 || (size_t)w >= sizeof q->sql - q->len)
+        q->overflow = 1;
+    else
+        q->len += (size_t)w;
+}
+
+/* " AND <col> <op> ?N" with a text or integer bind. */
+static void qb_text(qbuild *q, const char *cond, const char *v)
+{
+    if (q->n >= QB_MAX_BINDS) {
+        q->overflow = 1;
+        return;
+    }
+    q->b[q->n].text = v;
+    q->n++;
+    qb_add(q, " AND %s ?%d", cond, q->n);
+}
+
+static void qb_int(qbuild *q, const char *cond, int64_t v)
+{
+    if (q->n >= QB_MAX_BINDS) {
+        q->overflow = 1;
+        return;
+    }
+    q->b[q->n].text = NULL;
+    q->b[q->n].i = v;
+    q->n++;
+    qb_add(q, " AND %s ?%d", cond, q->n);
+}
+
+int fw_ledger_history(fw_ledger *l, const fw_history_query *q, fw_history_result *r)
+{
+    r->count = r->total = 0;
+    const char *tcol, *scond;
+    if (!q->state) {
+        tcol = "created_at", scond = "spend = 1";
+    } else if (strcmp(q->state, "returned") == 0) {
+        tcol = "returned_at", scond = "state = 'returned' AND returned_at IS NOT NULL";
+    } else if (strcmp(q->state, "paid") == 0) {
+        tcol = "paid_at", scond = "state = 'paid' AND paid_at IS NOT NULL";
+    } else if (strcmp(q->state, "cancelled") == 0) {
+        tcol = "cancelled_at", scond = "state = 'cancelled'";
+    } else if (strcmp(q->state, "sent") == 0) {
+        tcol = "sent_at", scond = "state = 'sent'";
+    } else if (strcmp(q->state, "signed") == 0) {
+        tcol = "signed_at", scond = "state = 'signed'";
+    } else if (strcmp(q->state, "created") == 0) {
+        tcol = "created_at", scond = "state = 'created'";
+    } else {
+        FW_WARN("ledger.history", "reason=\"unknown state\"");
+        return -1;
+    }
+
+    qbuild b = {.len = 0};
+    qb_add(&b, "SELECT count(*), coalesce(sum(amount), 0) FROM vouchers WHERE %s", scond);
+    if (q->unit_code)
+        qb_text(&b, "unit_code =", q->unit_code);
+    if (q->payee_account)
+        qb_text(&b, "payee_account =", q->payee_account);
+    if (q->indicator_id)
+        qb_text(&b, "indicator_id =", q->indicator_id);
+    if (q->econ_class)
+        qb_text(&b, "econ_class =", q->econ_class);
+    char *set = NULL;
+    if (q->econ_classes) {
+        json_t *arr = json_array();
+        for (const char *const *c = q->econ_classes; *c; c++)
+            json_array_append_new(arr, json_string(*c));
+        set = json_dumps(arr, JSON_COMPACT);
+        json_decref(arr);
+        if (!set)
+            return -1;
+        if (b.n < QB_MAX_BINDS) {
+            b.b[b.n].text = set;
+            b.n++;
+            qb_add(&b, " AND econ_class IN (SELECT value FROM json_each(?%d))", b.n);
+        } else {
+            b.overflow = 1;
+        }
+    }
+    if (q->settle_method)
+        qb_text(&b, "settle_method =", q->settle_method);
+    if (q->payee_type)
+        qb_text(&b, "payee_type =", q->payee_type);
+    if (q->has_amount)
+        qb_int(&b, "amount =", q->amount);
+    if (q->amount_below > 0)
+        qb_int(&b, "amount <", q->amount_below);
+    char cond[40];
+    if (q->since) {
+        snprintf(cond, sizeof cond, "%s >=", tcol);
+        qb_int(&b, cond, q->since);
+    }
+    if (q->until) {
+        snprintf(cond, sizeof cond, "%s <=", tcol);
+        qb_int(&b, cond, q->until);
+    }
+    if (q->exclude_voucher)
+        qb_text(&b, "voucher_no <>", q->exclude_voucher);
+    if (b.overflow) {
+        free(set);
+        return -1;
+    }
+
+    sqlite3_stmt *s = fw_store_stmt(l->st, b.sql);
+    for (int i = 0; i < b.n; i++) {
+        if (b.b[i].text)
+            fw_bind_text(s, i + 1, b.b[i].text);
+        else
+            sqlite3_bind_int64(s, i + 1, b.b[i].i);
+    }
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        r->count = sqlite3_column_int64(s, 0);
+        r->total = sqlite3_column_int64(s, 1);
+    }
+    fw_store_done(s);
+    free(set);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int fw_ledger_allocated_by_flag(fw_ledger *l, const char *unit_code, int year, int flag,
+                                int64_t *allocated)
+{
+    *allocated = 0;
+    sqlite3_stmt *s;
+    if (flag > 0 && (flag & (flag - 1)) == 0) {
+        /* One flag: the maintained total. */
+        s = fw_store_stmt(l->st, "SELECT allocated FROM unit_flag_totals"
+                                 " WHERE unit_code = ?1 AND year = ?2 AND flag = ?3");
+    } else {
+        /* Several flags (all required) or none: the unit's indicators of the
+         * year, through indicators_unit_year. */
+        s = fw_store_stmt(l->st, "SELECT coalesce(sum(allocated), 0) FROM indicators"
+                                 " WHERE unit_code = ?1 AND year = ?2 AND (flags & ?3) = ?3");
+    }
+    fw_bind_text(s, 1, unit_code ? unit_code : "");
+    sqlite3_bind_int(s, 2, year);
+    sqlite3_bind_int(s, 3, flag);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *allocated = sqlite3_column_int64(s, 0);
+    fw_store_done(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+json_t *fw_ledger_employee_json(fw_ledger *l, const char *id_no, const char *before_period)
+{
+    sqlite3_stmt *s =
+        fw_store_stmt(l->st, "SELECT run_id, unit_code, period, emp_id, name, account, gross, net"
+                             " FROM payroll_lines WHERE id_no = ?1 AND (?2 IS NULL OR period < ?2)"
+                             " ORDER BY period DESC, n DESC");
+    fw_bind_text(s, 1, id_no ? id_no : "");
+    fw_bind_text(s, 2, before_period);
+    json_t *out = json_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_array_append_new(
+            out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "run_id", fw_col_text(s, 0),
+                           "unit_code", fw_col_text(s, 1), "period", fw_col_text(s, 2), "emp_id",
+                           fw_col_text(s, 3), "name", fw_col_text(s, 4), "account",
+                           fw_col_text(s, 5), "gross", (json_int_t)sqlite3_column_int64(s, 6),
+                           "net", (json_int_t)sqlite3_column_int64(s, 7)));
+    fw_store_done(s);
+    if (rc != SQLITE_DONE) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+json_t *fw_ledger_period_lines_json(fw_ledger *l, const char *period, const char *id_no,
+                                    const char *account)
+{
+    /* NULL binds match nothing, so either criterion may be absent; the two
+     * equalities are answered by payroll_lines_person / _account. */
+    sqlite3_stmt *s = fw_store_stmt(
+        l->st, "SELECT run_id, unit_code, emp_id, id_no, account FROM payroll_lines"
+               " WHERE (id_no = ?2 AND period = ?1) OR (account = ?3 AND period = ?1) ORDER BY n");
+    fw_bind_text(s, 1, period ? period : "");
+    fw_bind_text(s, 2, id_no);
+    fw_bind_text(s, 3, account);
+    json_t *out = json_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_array_append_new(out,
+                              json_pack("{s:s, s:s, s:s, s:s, s:s}", "run_id", fw_col_text(s, 0),
+                                        "unit_code", fw_col_text(s, 1), "emp_id", fw_col_text(s, 2),
+                                        "id_no", fw_col_text(s, 3), "account", fw_col_text(s, 4)));
+    fw_store_done(s);
+    if (rc != SQLITE_DONE) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+int fw_ledger_run_progress(fw_ledger *l, const char *run_id, int *parts_seen, int64_t *net_so_far)
+{
+    sqlite3_stmt *s = fw_store_stmt(
+        l->st, "SELECT count(*), coalesce(sum(net), 0) FROM payroll_parts WHERE run_id = ?1");
+    fw_bind_text(s, 1, run_id ? run_id : "");
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *parts_seen = sqlite3_column_int(s, 0);
+        *net_so_far = sqlite3_column_int64(s, 1);
+    }
+    fw_store_done(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int fw_ledger_subsidy_count(fw_ledger *l, const char *emp_id, const char *unit_code,
+                            const char *kind, int year, int month, const char *exclude_payout,
+                            int64_t *count)
+{
+    sqlite3_stmt *s = fw_store_stmt(
+        l->st, "SELECT count(*) FROM subsidies WHERE emp_id = ?1 AND kind = ?2 AND pay_year = ?3"
+               " AND pay_month = ?4 AND (?5 IS NULL OR unit_code = ?5)"
+               " AND (?6 IS NULL OR payout_id <> ?6)");
+    fw_bind_text(s, 1, emp_id ? emp_id : "");
+    fw_bind_text(s, 2, kind ? kind : "");
+    sqlite3_bind_int(s, 3, year);
+    sqlite3_bind_int(s, 4, month);
+    fw_bind_text(s, 5, unit_code);
+    fw_bind_text(s, 6, exclude_payout);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *count = sqlite3_column_int64(s, 0);
+    fw_store_done(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+json_t *fw_ledger_vouchers_sent_before(fw_ledger *l, int64_t before)
+{
+    sqlite3_stmt *s = fw_store_stmt(l->st, "SELECT voucher_no, unit_code, sent_at, amount"
+                                           " FROM vouchers WHERE state = 'sent' AND sent_at <= ?1"
+                                           " ORDER BY sent_at, voucher_no");
+    sqlite3_bind_int64(s, 1, before);
+    json_t *out = json_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I}", "voucher_no",
+                                             fw_col_text(s, 0), "unit_code", fw_col_text(s, 1),
+                                             "sent_at", (json_int_t)sqlite3_column_int64(s, 2),
+                                             "amount", (json_int_t)sqlite3_column_int64(s, 3)));
+    fw_store_done(s);
+    if (rc != SQLITE_DONE) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+json_t *fw_ledger_project_indicators(fw_ledger *l)
+{
+    sqlite3_stmt *s =
+        fw_store_stmt(l->st, "SELECT indicator_id, unit_code, allocated, project_code,"
+                             " year FROM indicators WHERE project_code <> ''"
+                             " ORDER BY indicator_id");
+    json_t *out = json_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:s, s:i}", "indicator_id",
+                                             fw_col_text(s, 0), "unit_code", fw_col_text(s, 1),
+                                             "allocated", (json_int_t)sqlite3_column_int64(s, 2),
+                                             "project_code", fw_col_text(s, 3), "year",
+                                             sqlite3_column_int(s, 4)));
+    fw_store_done(s);
+    if (rc != SQLITE_DONE) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* ---- invariants ---- */
+
+static const struct {
+    const char *what;
+    const char *sql; /* returns one row naming the first violation, or none */
+} invariant_checks[] = {
+    {"negative balance",
+     "SELECT indicator_id FROM indicators WHERE allocated < 0 OR frozen < 0 OR paid < 0 LIMIT 1"},
+    {"frozen differs from its pending reservations",
+     "SELECT i.indicator_id FROM indicators i WHERE i.frozen <> (SELECT coalesce(sum(r.amount), 0)"
+     " FROM reservations r WHERE r.indicator_id = i.indicator_id AND r.state = 'pending') LIMIT 1"},
+    {"paid differs from posted reservations plus payroll",
+     "SELECT i.indicator_id FROM indicators i WHERE i.paid <> (SELECT coalesce(sum(r.amount), 0)"
+     " FROM reservations r WHERE r.indicator_id = i.indicator_id AND r.state = 'posted')"
+     " + (SELECT coalesce(sum(e.d_paid), 0) FROM ledger_entries e"
+     " WHERE e.indicator_id = i.indicator_id AND e.kind = 'payroll') LIMIT 1"},
+    {"entry deltas do not sum to the balances",
+     "SELECT i.indicator_id FROM indicators i LEFT JOIN (SELECT indicator_id, sum(d_allocated) a,"
+     " sum(d_frozen) f, sum(d_paid) p FROM ledger_entries GROUP BY indicator_id) e"
+     " USING (indicator_id) WHERE coalesce(e.a, 0) <> i.allocated OR coalesce(e.f, 0) <> i.frozen"
+     " OR coalesce(e.p, 0) <> i.paid LIMIT 1"},
+    {"an entry's balances do not follow from the previous entry",
+     "SELECT indicator_id || ' seq ' || seq FROM (SELECT seq, indicator_id,"
+     " allocated - d_allocated - coalesce(lag(allocated) OVER w, 0) da,"
+     " frozen - d_frozen - coalesce(lag(frozen) OVER w, 0) df,"
+     " paid - d_paid - coalesce(lag(paid) OVER w, 0) dp,"
+     " allocated < 0 OR frozen < 0 OR paid < 0 neg FROM ledger_entries"
+     " WINDOW w AS (PARTITION BY indicator_id ORDER BY seq))"
+     " WHERE da <> 0 OR df <> 0 OR dp <> 0 OR neg LIMIT 1"},
+    {"entry for an unknown indicator",
+     "SELECT e.indicator_id FROM ledger_entries e WHERE NOT EXISTS (SELECT 1 FROM indicators i"
+     " WHERE i.indicator_id = e.indicator_id) LIMIT 1"},
+    {"reservation disagrees with its voucher's state",
+     "SELECT r.voucher_no FROM reservations r LEFT JOIN vouchers v USING (voucher_no)"
+     " WHERE NOT ((r.state = 'pending' AND v.state IN ('created', 'signed', 'sent'))"
+     " OR (r.state = 'posted' AND v.state = 'paid')"
+     " OR (r.state = 'voided' AND v.state IN ('cancelled', 'returned'))"
+     " OR (r.state = 'refunded' AND v.state = 'returned')) OR v.state IS NULL LIMIT 1"},
+    {"unit_flag_totals differs from a recount",
+     "WITH r AS (SELECT unit_code, year, b.column1 AS flag, sum(allocated) AS allocated"
+     " FROM indicators JOIN (VALUES (1), (2), (4), (8), (16)) b ON (flags & b.column1) <> 0"
+     " GROUP BY 1, 2, 3), t AS (SELECT unit_code, year, flag, allocated FROM unit_flag_totals)"
+     " SELECT unit_code || '/' || year || '/' || flag FROM"
+     " (SELECT * FROM r WHERE allocated <> 0 EXCEPT SELECT * FROM t WHERE allocated <> 0)"
+     " UNION ALL SELECT unit_code || '/' || year || '/' || flag FROM"
+     " (SELECT * FROM t WHERE allocated <> 0 EXCEPT SELECT * FROM r WHERE allocated <> 0)"
+     " LIMIT 1"},
+};
+
+int fw_ledger_check_invariants(fw_ledger *l, char *err, int errlen)
+{
+    for (size_t i = 0; i < sizeof invariant_checks / sizeof invariant_checks[0]; i++) {
+        sqlite3_stmt *s = fw_store_stmt(l->st, invariant_checks[i].sql);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW && err)
+            snprintf(err, (size_t)errlen, "%s: %s", invariant_checks[i].what, fw_col_text(s, 0));
+        else if (rc != SQLITE_DONE && rc != SQLITE_ROW && err)
+            snprintf(err, (size_t)errlen, "%s: sqlite error %d", invariant_checks[i].what, rc);
+        fw_store_done(s);
+        if (rc != SQLITE_DONE)
+            return -1;
+    }
+    return 0;
+}

@@ -11,8 +11,8 @@ static char *dup_or_null(const char *s)
 
 fw_hit *fw_hit_list_add(fw_hit_list *l, const char *rule, const char *level, int shadow,
                         const char *message, json_t *details, const char *key,
-                        const char *subject_kind, const char *subject_id,
-                        const char *unit_code, const char *event_id, int64_t at)
+                        const char *subject_kind, const char *subject_id, const char *unit_code,
+                        const char *event_id, int64_t at)
 {
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 8;

@@ -34,11 +34,10 @@ void fw_log(fw_log_level level, const char *event, const char *fmt, ...)
     localtime_r(&tv.tv_sec, &tm);
     char tz[8];
     strftime(tz, sizeof tz, "%z", &tm); /* +0800 */
-    int n = snprintf(line, sizeof line,
-                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03d%c%c%c:%c%c level=%s event=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), tz[0], tz[1], tz[2], tz[3], tz[4],
-                     g_names[level], event);
+    int n = snprintf(
+        line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03d%c%c%c:%c%c level=%s event=%s",
+        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+        (int)(tv.tv_usec / 1000), tz[0], tz[1], tz[2], tz[3], tz[4], g_names[level], event);
     if (fmt && n > 0 && (size_t)n < sizeof line - 2) {
         line[n++] = ' ';
         va_list ap;

@@ -1,0 +1,33 @@
+-- bonus_outside_payroll (orange): 工资统发外向个人发放津补贴、奖金.
+--
+-- Fires when payee_type is "individual" and the purpose contains a word of
+-- params.words_list (default etc/lists/bonus_words.txt: 奖/补/贴/加班/慰问).
+-- There is no amount threshold.
+return {
+  id = "bonus_outside_payroll",
+  name = "工资统发外发放津补贴",
+  level = "orange",
+  on = { "voucher.created" },
+  params = { words_list = "bonus_words" },
+  description = "向个人支付且摘要含奖、补、贴、加班、慰问（津补贴未纳入工资统发）。",
+  check = function(v, ctx)
+    if v.payee_type ~= "individual" then
+      return nil
+    end
+    local words = {}
+    for w in pairs(ctx.list(ctx.params.words_list)) do words[#words + 1] = w end
+    table.sort(words)
+    local purpose, found = v.purpose or "", {}
+    for _, w in ipairs(words) do
+      if ctx.contains(purpose, w) then found[#found + 1] = w end
+    end
+    if #found == 0 then
+      return nil
+    end
+    return {
+      message = ("向个人 %s 支付 %s 元，摘要“%s”含“%s”，疑似在工资统发外发放津补贴"):format(
+        v.payee_name or "", ctx.yuan(v.amount), purpose, table.concat(found, "、")),
+      details = { amount = v.amount },
+    }
+  end,
+}

@@ -1,0 +1,15 @@
+return {
+  { name = "hit: paid for a voucher never created",
+    events = { fx.voucher_event{ voucher_no = "ZF2024XX0001", event = "paid" } },
+    expect = { { level = "red", key = "paid", subject = "ZF2024XX0001", match = "未曾生成" } } },
+  { name = "hit: cancelled for a voucher never created",
+    events = { fx.voucher_event{ voucher_no = "ZF2024XX0002", event = "cancelled" } },
+    expect = { { level = "red", key = "cancelled" } } },
+  { name = "near miss: the voucher was created first",
+    events = { fx.voucher{ voucher_no = "ZF2024XX0003" },
+               fx.voucher_event{ voucher_no = "ZF2024XX0003", event = "signed" } },
+    expect = {} },
+  { name = "excluded: a created event is never unknown",
+    events = { fx.voucher{ voucher_no = "ZF2024XX0004" } },
+    expect = {} },
+}

@@ -1,0 +1,15 @@
+return {
+  { name = "hit: individual one fen over the limit",
+    events = { fx.voucher{ payee_type = "individual", payee_name = "李四", amount = "50000.01" } },
+    expect = { { level = "orange", match = "50000.01 元超过限额 50000.00 元" } } },
+  { name = "near miss: individual exactly at the limit",
+    events = { fx.voucher{ payee_type = "individual", payee_name = "李四", amount = "50000.00" } },
+    expect = {} },
+  { name = "excluded: a company payee",
+    events = { fx.voucher{ payee_type = "company", amount = "80000.00" } },
+    expect = {} },
+  { name = "param override: lower limit",
+    params = { limit = 1000000 },
+    events = { fx.voucher{ payee_type = "individual", amount = "10000.01" } },
+    expect = { { level = "orange" } } },
+}

@@ -1,0 +1,39 @@
+-- own_account_transfer (orange): 同户名转账、向本单位实有资金账户划转.
+--
+-- Reading: payee_type "own_unit", or a payee_name equal to payer_name (when
+-- given) or to unit_name.  Names are compared after trimming surrounding
+-- white space (ASCII and the full-width space); payer_name is optional.
+local function trim(s)
+  s = s or ""
+  s = s:gsub("^[%s]+", ""):gsub("[%s]+$", "")
+  -- full-width space U+3000 (E3 80 80)
+  while s:sub(1, 3) == "\227\128\128" do s = s:sub(4) end
+  while #s >= 3 and s:sub(-3) == "\227\128\128" do s = s:sub(1, -4) end
+  return s
+end
+
+return {
+  id = "own_account_transfer",
+  name = "同户名转账或向本单位账户划转",
+  level = "orange",
+  on = { "voucher.created" },
+  params = {},
+  description = "收款人类型为本单位账户，或收款人名称与付款人名称、预算单位名称相同。",
+  check = function(v, ctx)
+    local payee = trim(v.payee_name)
+    local why
+    if v.payee_type == "own_unit" then
+      why = "收款人为本单位账户"
+    elseif payee ~= "" and payee == trim(v.payer_name) then
+      why = "收款人名称与付款人名称相同"
+    elseif payee ~= "" and payee == trim(v.unit_name) then
+      why = "收款人名称与预算单位名称相同"
+    else
+      return nil
+    end
+    return {
+      message = ("%s（%s），支付金额 %s 元"):format(why, payee, ctx.yuan(v.amount)),
+      details = { amount = v.amount, payee_type = v.payee_type },
+    }
+  end,
+}

@@ -1,0 +1,15 @@
+return {
+  { name = "hit: 礼品 in the purpose at exactly the minimum",
+    events = { fx.voucher{ purpose = "购买节日礼品", amount = "1000.00" } },
+    expect = { { level = "orange", match = "“礼品”" } } },
+  { name = "near miss: one fen under the minimum",
+    events = { fx.voucher{ purpose = "购买节日礼品", amount = "999.99" } },
+    expect = {} },
+  { name = "hit: word in the payee name",
+    events = { fx.voucher{ payee_name = "三门峡某某高尔夫俱乐部", purpose = "场地租赁费",
+                           amount = "5000.00" } },
+    expect = { { level = "orange", match = "高尔夫" } } },
+  { name = "near miss: no listed word",
+    events = { fx.voucher{ amount = "5000.00" } },
+    expect = {} },
+}

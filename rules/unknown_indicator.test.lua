@@ -1,0 +1,17 @@
+return {
+  { name = "hit: indicator never allocated",
+    events = { fx.voucher{ indicator_id = "ZB2024-101001-9999" } },
+    expect = { { level = "red", key = "missing", match = "ZB2024-101001-9999 不存在" } } },
+  { name = "hit: indicator of another unit",
+    events = { fx.indicator{ indicator_id = "ZB2024-101002-0001", unit_code = "101002" },
+               fx.voucher{ indicator_id = "ZB2024-101002-0001" } },
+    expect = { { level = "red", key = "unit", match = "属于单位 101002" } } },
+  { name = "hit: indicator of another year",
+    events = { fx.indicator{ indicator_id = "ZB2023-101001-0001", year = 2023,
+                             occurred_at = "2023-06-01T09:00:00+08:00" },
+               fx.voucher{ indicator_id = "ZB2023-101001-0001" } },
+    expect = { { level = "red", key = "year", match = "2023 年度指标" } } },
+  { name = "near miss: own unit, same year",
+    events = { fx.indicator{}, fx.voucher{} },
+    expect = {} },
+}

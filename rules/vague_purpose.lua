@@ -1,0 +1,93 @@
+-- vague_purpose (yellow): 支付摘要不规范.
+--
+-- Fires when the purpose (trimmed) is empty, shorter than params.min_chars
+-- characters (UTF-8 characters, default 4), or consists only of generic
+-- words (params.words_list, default etc/lists/generic_purpose.txt: 支付,
+-- 付款, 其他, 费用, 货款) once white space and punctuation are removed, e.g.
+-- "其他费用" or "支付货款".  `key` names the case (empty / short / generic).
+-- No Lua patterns are run on the purpose (it is free text of any length).
+local PUNCT = { "，", "。", "、", "；", "：", "（", "）", "“", "”", "　", "！", "？" }
+
+local function is_ascii_space_or_punct(b)
+  return b == 32 or (b >= 9 and b <= 13)
+    or (b >= 33 and b <= 47) or (b >= 58 and b <= 64)
+    or (b >= 91 and b <= 96) or (b >= 123 and b <= 126)
+end
+
+local function is_space(b)
+  return b == 32 or (b >= 9 and b <= 13)
+end
+
+local function trim(s)
+  local i, j = 1, #s
+  while i <= j and is_space(s:byte(i)) do i = i + 1 end
+  while j >= i and is_space(s:byte(j)) do j = j - 1 end
+  return s:sub(i, j)
+end
+
+local function remove_plain(s, w)
+  if w == "" then return s end
+  local out, i = {}, 1
+  while true do
+    local a, b = string.find(s, w, i, true)
+    if a == nil then break end
+    out[#out + 1] = s:sub(i, a - 1)
+    i = b + 1
+  end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
+end
+
+local function drop_ascii_punct(s)
+  local out = {}
+  for i = 1, #s do
+    local b = s:byte(i)
+    if not is_ascii_space_or_punct(b) then out[#out + 1] = string.char(b) end
+  end
+  return table.concat(out)
+end
+
+local function sorted_keys(set)
+  local out = {}
+  for k in pairs(set) do out[#out + 1] = k end
+  -- longest first so that a word containing another is removed whole
+  table.sort(out, function(a, b) if #a ~= #b then return #a > #b end return a < b end)
+  return out
+end
+
+return {
+  id = "vague_purpose",
+  name = "支付摘要不规范",
+  level = "yellow",
+  on = { "voucher.created" },
+  params = { min_chars = 4, words_list = "generic_purpose" },
+  description = "支付摘要为空、少于最少字数（默认 4 字）或只有“支付、付款、其他、费用、货款”等泛化词。",
+  check = function(v, ctx)
+    local s = trim(v.purpose or "")
+    local n = ctx.utf8len(s) or 0
+    local details = { amount = v.amount, chars = n, min_chars = ctx.params.min_chars }
+    if s == "" then
+      return { message = ("支付摘要为空，支付金额 %s 元"):format(ctx.yuan(v.amount)),
+               details = details, key = "empty" }
+    end
+    if n < ctx.params.min_chars then
+      return { message = ("支付摘要“%s”仅 %d 字，少于 %d 字，支付金额 %s 元"):format(s, n,
+                 ctx.params.min_chars, ctx.yuan(v.amount)),
+               details = details, key = "short" }
+    end
+    if #s > 200 then
+      return nil -- a long text is not "only a generic word"
+    end
+    local rest = drop_ascii_punct(s)
+    for _, p in ipairs(PUNCT) do rest = remove_plain(rest, p) end
+    for _, w in ipairs(sorted_keys(ctx.list(ctx.params.words_list))) do
+      rest = remove_plain(rest, w)
+    end
+    if rest == "" then
+      return { message = ("支付摘要“%s”只有泛化用语，未说明用途，支付金额 %s 元"):format(s,
+                 ctx.yuan(v.amount)),
+               details = details, key = "generic" }
+    end
+    return nil
+  end,
+}

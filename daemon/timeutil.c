@@ -23,7 +23,7 @@
 #include <time.h>
 
 static _Atomic int g_zone_minutes = 8 * 60;
-static _Atomic(fw_clock_fn) g_clock = NULL;
+static _Atomic(fw_clock_fn) g_clock; /* NULL: the real clock */
 
 static int fail(const char **reason, const char *why)
 {

@@ -26,7 +26,7 @@ struct fw_config {
     char *path;
     /* parse state */
     int line;
-    char err[512];
+    char err[1024];
     int failed;
 };
 
@@ -312,8 +312,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     fw_config *c = user;
     if (c->failed)
         return 0;
-    char where[600];
-    snprintf(where, sizeof where, "%s:%d", c->path, c->line);
+    char where[300];
+    snprintf(where, sizeof where, "%.256s:%d", c->path, c->line);
     if (!*section) {
         snprintf(c->err, sizeof c->err, "%s: %s: key outside any [section]", where, name);
         c->failed = 1;

@@ -6,8 +6,8 @@
  * need no libevent types.  Handlers run on the loop thread and may read and
  * write the store directly.
  *
- * Patterns are literal paths where a `*` segment matches one path segment:
- * "/api/alerts/*" matches "/api/alerts/AL-000017"; captured segments are in
+ * Patterns are literal paths where a star segment matches one path segment:
+ * "/api/alerts/{*}" matches "/api/alerts/AL-000017"; captured segments are in
  * req->params[] (URL-decoded).  Every path under /api/ is authenticated with
  * a bearer token from auth.tokens; a route says which role it needs
  * (FW_ROLE_VIEWER reads, FW_ROLE_SUPERVISOR acts).  FW_ROLE_NONE routes

@@ -1,0 +1,958 @@
+/* app.c - see app.h */
+#include "daemon/app.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <nats/nats.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "alerts/alerts.h"
+#include "daemon/event.h"
+#include "daemon/hit.h"
+#include "daemon/http.h"
+#include "daemon/intake.h"
+#include "daemon/ledger.h"
+#include "daemon/log.h"
+#include "daemon/metrics.h"
+#include "daemon/money.h"
+#include "daemon/schema.h"
+#include "daemon/store.h"
+#include "daemon/timeutil.h"
+#include "lua/rules.h"
+#include "sms/sms.h"
+
+/* nats adapter functions are defined in exactly one translation unit
+ * (intake.c); natsLibevent_Init is declared there too. */
+extern natsStatus natsLibevent_Init(void);
+
+typedef struct pending_pub {
+    char *subject, *data, *error, *orig_subject;
+    int len;
+} pending_pub;
+
+struct fw_app {
+    fw_config *cfg;
+    fw_store *store;
+    fw_ledger *ledger;
+    fw_rules *rules;
+    fw_alerts *alerts;
+    fw_sms *sms;
+    fw_hit_list hits;
+
+    /* run mode */
+    struct event_base *base;
+    fw_intake *intake;
+    fw_http *http;
+    struct event *ev_sigterm, *ev_sigint, *ev_sighup, *ev_tick, *ev_alerts_tick, *ev_watch,
+        *ev_drain;
+    int stopping;
+    int exit_code;
+    uint64_t committed_seq;
+    pending_pub *dlq_pubs;
+    int ndlq, capdlq;
+    char rules_sig[65];
+
+    /* offline mode */
+    FILE *alerts_out;
+    int64_t last_tick_hour; /* unix seconds of the last simulated tick */
+    int64_t alerts_created;
+
+    fw_metric *m_in[FW_KIND__COUNT];
+    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat;
+};
+
+static const double k_batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+static const double k_lat_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
+                                      0.05,   0.1,   0.25,  0.5,   1};
+
+void fw_app_register_config(fw_config *cfg)
+{
+    fw_config_add_keys(cfg, fw_core_config_keys, fw_core_config_nkeys);
+    fw_config_add_keys(cfg, fw_alerts_config_keys, fw_alerts_config_nkeys);
+    fw_config_add_keys(cfg, fw_sms_config_keys, fw_sms_config_nkeys);
+    for (int i = 0; i < fw_alerts_config_nprefixes; i++)
+        fw_config_add_prefix(cfg, fw_alerts_config_prefixes[i]);
+    fw_config_add_prefix(cfg, "rule.");
+}
+
+static void init_metrics(fw_app *a)
+{
+    for (int k = 0; k < FW_KIND__COUNT; k++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "kind=\"%s\"", fw_kind_name((fw_kind)k));
+        a->m_in[k] = fw_metric_counter("fundwatch_messages_total",
+                                       "Inbound messages accepted, by kind", labels);
+    }
+    a->m_dup = fw_metric_counter("fundwatch_duplicates_total",
+                                 "Redelivered messages that changed nothing", NULL);
+    a->m_batch = fw_metric_histogram("fundwatch_batch_messages", "Messages per committed batch",
+                                     NULL, k_batch_bounds, 11);
+    a->m_commit = fw_metric_histogram("fundwatch_commit_seconds", "Batch commit latency", NULL,
+                                      k_lat_bounds, 11);
+    a->m_check = fw_metric_counter("fundwatch_checks_total", "Pre-payment checks answered", NULL);
+    a->m_check_lat = fw_metric_histogram("fundwatch_check_seconds", "Pre-payment check latency",
+                                         NULL, k_lat_bounds, 11);
+}
+
+/* "lines[3].net" -> "lines[].net": a bounded label for the DLQ metric. */
+static void field_label(const char *field, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (const char *p = field; *p && o + 1 < outlen; p++) {
+        if (*p == '[') {
+            out[o++] = '[';
+            while (*p && *p != ']')
+                p++;
+            if (!*p)
+                break;
+        }
+        if (*p == '"' || *p == '\\')
+            continue;
+        out[o++] = *p;
+    }
+    out[o] = 0;
+}
+
+static void count_dlq(const char *kind, const char *field)
+{
+    char f[64], labels[160];
+    field_label(field, f, sizeof f);
+    snprintf(labels, sizeof labels, "kind=\"%s\",field=\"%s\"", kind, f);
+    fw_metric_add(fw_metric_counter("fundwatch_dlq_total", "Dead-lettered messages", labels), 1);
+}
+
+/* ---- the pipeline ---- */
+
+static int record_dlq(fw_app *a, const char *subject, const char *data, int len, uint64_t seq,
+                      const fw_decode_error *de)
+{
+    const char *kind = fw_kind_name(fw_kind_from_subject(subject));
+    sqlite3_stmt *s = fw_store_stmt(
+        a->store, "INSERT OR IGNORE INTO dlq(stream_seq, subject, kind, field, reason, body, at) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (seq)
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    else
+        sqlite3_bind_null(s, 1);
+    sqlite3_bind_text(s, 2, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, de->field, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, de->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 6, data, len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 7, fw_clock_now());
+    int rc = sqlite3_step(s);
+    int fresh = sqlite3_changes(fw_store_db(a->store)) > 0;
+    fw_store_done(s);
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (!fresh)
+        return 0; /* a redelivered malformed message: recorded and published once */
+    count_dlq(kind, de->field);
+    char q[400];
+    FW_WARN("intake.dlq", "subject=%s seq=%llu field=%s reason=%s", subject,
+            (unsigned long long)seq, de->field, fw_log_quote(de->reason, q, sizeof q));
+    if (!a->intake)
+        return 0;
+    if (a->ndlq == a->capdlq) {
+        a->capdlq = a->capdlq ? a->capdlq * 2 : 16;
+        a->dlq_pubs = realloc(a->dlq_pubs, (size_t)a->capdlq * sizeof *a->dlq_pubs);
+        if (!a->dlq_pubs)
+            abort();
+    }
+    pending_pub *p = &a->dlq_pubs[a->ndlq++];
+    char dsub[128], err[256];
+    snprintf(dsub, sizeof dsub, "fundwatch.dlq.%s", kind);
+    snprintf(err, sizeof err, "%s: %s", de->field, de->reason);
+    p->subject = strdup(dsub);
+    p->data = malloc((size_t)len + 1);
+    memcpy(p->data, data, (size_t)len);
+    p->len = len;
+    p->error = strdup(err);
+    p->orig_subject = strdup(subject);
+    return 0;
+}
+
+static void publish_dlq(fw_app *a)
+{
+    static const char *const keys[2] = {"Fundwatch-Error", "Fundwatch-Subject"};
+    for (int i = 0; i < a->ndlq; i++) {
+        pending_pub *p = &a->dlq_pubs[i];
+        const char *vals[2] = {p->error, p->orig_subject};
+        fw_intake_publish(a->intake, p->subject, p->data, p->len, keys, vals, 2);
+        free(p->subject);
+        free(p->data);
+        free(p->error);
+        free(p->orig_subject);
+    }
+    a->ndlq = 0;
+}
+
+static int raise_hits(fw_app *a)
+{
+    const char *version = a->rules ? fw_rules_version(a->rules) : "";
+    for (int i = 0; i < a->hits.n; i++) {
+        json_t *alert = NULL;
+        int rc =
+            fw_alerts_raise(a->alerts, &a->hits.items[i], version, a->alerts_out ? &alert : NULL);
+        if (rc < 0) {
+            json_decref(alert);
+            return -1;
+        }
+        if (rc == 1) {
+            a->alerts_created++;
+            if (a->alerts_out && alert) {
+                char *s = json_dumps(alert, JSON_COMPACT);
+                fprintf(a->alerts_out, "%s\n", s);
+                free(s);
+            }
+        }
+        json_decref(alert);
+    }
+    fw_hit_list_clear(&a->hits);
+    return 0;
+}
+
+/* Returns 1 applied, 0 duplicate, -1 failure (the caller rolls back to the
+ * savepoint). */
+static int apply_event(fw_app *a, const fw_event *ev, uint64_t seq, const char *data, int len)
+{
+    sqlite3_stmt *s = fw_store_stmt(
+        a->store, "INSERT OR IGNORE INTO events(id, kind, type, subject, unit_code, stream_seq,"
+                  " occurred_at, received_at, body) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+    sqlite3_bind_text(s, 1, ev->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, fw_kind_name(ev->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, ev->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, ev->subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, ev->unit_code, -1, SQLITE_STATIC);
+    if (seq)
+        sqlite3_bind_int64(s, 6, (sqlite3_int64)seq);
+    else
+        sqlite3_bind_null(s, 6);
+    sqlite3_bind_int64(s, 7, ev->occurred_at);
+    sqlite3_bind_int64(s, 8, fw_clock_now());
+    sqlite3_bind_text(s, 9, data, len, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int fresh = sqlite3_changes(fw_store_db(a->store)) > 0;
+    fw_store_done(s);
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (!fresh) {
+        fw_metric_add(a->m_dup, 1);
+        return 0;
+    }
+    fw_metric_add(a->m_in[ev->kind], 1);
+
+    /* Rules judge the state before the event, as the pre-payment check does. */
+    if (a->rules && fw_rules_eval(a->rules, ev, &a->hits) < 0)
+        return -1;
+    fw_ledger_result lr;
+    if (fw_ledger_apply(a->ledger, ev, &lr) != 0)
+        return -1;
+    if (lr.outcome == FW_LEDGER_REFUSED || lr.outcome == FW_LEDGER_FLOW_ERROR) {
+        char q[200];
+        FW_INFO("ledger.outcome", "id=%s type=%s outcome=%s reason=%s", ev->id, ev->type,
+                lr.outcome == FW_LEDGER_REFUSED ? "refused" : "flow_error",
+                fw_log_quote(lr.reason, q, sizeof q));
+    }
+    if (raise_hits(a) != 0)
+        return -1;
+    if (fw_sms_on_event(a->sms, ev) != 0)
+        return -1;
+    return 1;
+}
+
+static int savepoint(fw_app *a, const char *sql)
+{
+    sqlite3_stmt *s = fw_store_stmt(a->store, sql);
+    int rc = sqlite3_step(s);
+    fw_store_done(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* One message inside the open batch transaction.  Returns 0 when the message
+ * is dealt with (applied, duplicate or dead-lettered), -1 when the store
+ * itself failed (the batch must be rolled back and nothing acked). */
+static int process_message(fw_app *a, const char *subject, const char *data, int len, uint64_t seq,
+                           fw_decode_error *de_out)
+{
+    fw_event ev;
+    fw_decode_error de = {{0}, {0}};
+    if (savepoint(a, "SAVEPOINT msg") != 0)
+        return -1;
+    int rc;
+    if (fw_event_decode(subject, data, (size_t)len, &ev, &de) != 0) {
+        rc = record_dlq(a, subject, data, len, seq, &de);
+    } else {
+        rc = apply_event(a, &ev, seq, data, len);
+        if (rc < 0) {
+            /* A module failed on this message: undo its partial effects and
+             * dead-letter it, so one poison message never stalls the stream. */
+            fw_hit_list_clear(&a->hits);
+            if (savepoint(a, "ROLLBACK TO msg") != 0)
+                return -1;
+            snprintf(de.field, sizeof de.field, "internal");
+            snprintf(de.reason, sizeof de.reason, "processing failed: %s",
+                     sqlite3_errmsg(fw_store_db(a->store)));
+            rc = record_dlq(a, subject, data, len, seq, &de);
+        }
+        fw_event_clear(&ev);
+    }
+    if (rc < 0 || savepoint(a, "RELEASE msg") != 0)
+        return -1;
+    if (seq && fw_store_meta_set_int(a->store, "intake.last_seq", (int64_t)seq) != 0)
+        return -1;
+    if (de_out)
+        *de_out = de;
+    return de.field[0] ? 1 : 0;
+}
+
+/* ---- offline (replay) ---- */
+
+static int run_tick(fw_app *a, int64_t now)
+{
+    if (!a->rules)
+        return 0;
+    if (fw_rules_tick(a->rules, now, &a->hits) < 0)
+        return -1;
+    return raise_hits(a);
+}
+
+fw_app *fw_app_open_offline(fw_config *cfg, const char *rules_dir, FILE *alerts_out, char *err,
+                            int errlen)
+{
+    fw_app *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->cfg = cfg;
+    a->alerts_out = alerts_out;
+    init_metrics(a);
+    a->store =
+        fw_store_open(":memory:", fw_migrations, fw_nmigrations, 0, FW_SYNC_NORMAL, err, errlen);
+    if (!a->store)
+        goto fail;
+    a->ledger = fw_ledger_new(a->store);
+    fw_rules_opts ro = {0};
+    ro.dir = rules_dir ? rules_dir : fw_config_get(cfg, "rules.dir");
+    ro.etc_dir = fw_config_get(cfg, "rules.etc");
+    ro.ledger = a->ledger;
+    ro.cfg = cfg;
+    a->rules = fw_rules_new(&ro, err, errlen);
+    if (!a->rules)
+        goto fail;
+    a->alerts = fw_alerts_new(a->store, cfg, err, errlen);
+    if (!a->alerts)
+        goto fail;
+    a->sms = fw_sms_new(a->store, cfg, NULL, err, errlen);
+    if (!a->sms)
+        goto fail;
+    a->last_tick_hour = -1;
+    return a;
+fail:
+    fw_app_close(a);
+    return NULL;
+}
+
+int fw_app_feed(fw_app *a, const char *subject, const char *data, int len, char *err, int errlen)
+{
+    /* Simulated ticks: one per hour boundary crossed since the last event
+     * (contract §11), before the event itself. */
+    fw_event ev;
+    fw_decode_error de;
+    int64_t t = -1;
+    if (fw_event_decode(subject, data, (size_t)len, &ev, &de) == 0) {
+        t = ev.occurred_at;
+        fw_event_clear(&ev);
+    }
+    if (fw_store_begin(a->store) != 0)
+        goto store_fail;
+    if (t >= 0) {
+        if (a->last_tick_hour < 0)
+            a->last_tick_hour = t - t % 3600;
+        while (a->last_tick_hour + 3600 <= t) {
+            a->last_tick_hour += 3600;
+            if (run_tick(a, a->last_tick_hour) != 0)
+                goto store_fail;
+        }
+    }
+    int rc = process_message(a, subject, data, len, 0, &de);
+    if (rc < 0 || fw_store_commit(a->store) != 0)
+        goto store_fail;
+    if (rc == 1) {
+        snprintf(err, (size_t)errlen, "%s: %s", de.field, de.reason);
+        return -1;
+    }
+    return 0;
+store_fail:
+    fw_store_rollback(a->store);
+    snprintf(err, (size_t)errlen, "store: %s", sqlite3_errmsg(fw_store_db(a->store)));
+    return -1;
+}
+
+int64_t fw_app_alerts_created(const fw_app *a)
+{
+    return a->alerts_created;
+}
+
+void fw_app_close(fw_app *a)
+{
+    if (!a)
+        return;
+    fw_hit_list_free(&a->hits);
+    if (a->sms)
+        fw_sms_free(a->sms);
+    if (a->alerts)
+        fw_alerts_free(a->alerts);
+    if (a->rules)
+        fw_rules_free(a->rules);
+    if (a->ledger)
+        fw_ledger_free(a->ledger);
+    if (a->store)
+        fw_store_close(a->store);
+    free(a->dlq_pubs);
+    free(a);
+}
+
+/* ---- run: batches from NATS ---- */
+
+static uint64_t committed_seq(void *ud)
+{
+    return ((fw_app *)ud)->committed_seq;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void answer_check(fw_app *a, const fw_intake_msg *m);
+
+static void on_messages(void *ud, fw_intake_msg **msgs, int n)
+{
+    fw_app *a = ud;
+    if (msgs[0]->is_check) {
+        for (int i = 0; i < n; i++)
+            answer_check(a, msgs[i]);
+        return;
+    }
+    if (fw_store_begin(a->store) != 0)
+        goto fatal;
+    int applied = 0;
+    for (int i = 0; i < n; i++) {
+        if (msgs[i]->stream_seq <= a->committed_seq)
+            continue; /* already committed before a restart or resync: just ack */
+        if (process_message(a, msgs[i]->subject, msgs[i]->data, msgs[i]->len, msgs[i]->stream_seq,
+                            NULL) < 0)
+            goto fatal;
+        applied++;
+    }
+    double t0 = now_seconds();
+    if (fw_store_commit(a->store) != 0)
+        goto fatal;
+    fw_metric_observe(a->m_commit, now_seconds() - t0);
+    fw_metric_observe(a->m_batch, applied);
+    for (int i = 0; i < n; i++) {
+        if (msgs[i]->stream_seq > a->committed_seq)
+            a->committed_seq = msgs[i]->stream_seq;
+        fw_intake_ack(a->intake, msgs[i]);
+    }
+    publish_dlq(a);
+    fw_alerts_flush(a->alerts);
+    fw_sms_kick(a->sms);
+    return;
+fatal:
+    /* The store refused a write (disk full, I/O error): nothing of this batch
+     * is acked, so NATS redelivers it; stop rather than skip it. */
+    fw_store_rollback(a->store);
+    fw_hit_list_clear(&a->hits);
+    FW_ERROR("store.batch_failed", "error=\"%s\" action=exit",
+             sqlite3_errmsg(fw_store_db(a->store)));
+    a->exit_code = 1;
+    event_base_loopbreak(a->base);
+}
+
+/* ---- pre-payment check (§3) ---- */
+
+static json_t *check_decision(fw_app *a, const char *body, int len, int *status)
+{
+    fw_event ev;
+    fw_decode_error de;
+    *status = 200;
+    if (fw_event_decode_check(body, (size_t)len, &ev, &de) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s: %s", de.field, de.reason);
+        *status = 400;
+        return json_pack("{s:s}", "error", msg);
+    }
+    int rc = fw_rules_eval(a->rules, &ev, &a->hits);
+    json_t *hits = json_array();
+    int rank = -1;
+    for (int i = 0; rc >= 0 && i < a->hits.n; i++) {
+        fw_hit *h = &a->hits.items[i];
+        if (h->shadow)
+            continue; /* shadow rules never block */
+        if (fw_level_rank(h->level) > rank)
+            rank = fw_level_rank(h->level);
+        json_array_append_new(hits, json_pack("{s:s,s:s,s:s}", "rule", h->rule, "level", h->level,
+                                              "message", h->message));
+    }
+    fw_hit_list_clear(&a->hits);
+    const char *decision = rank == 3 ? "block" : (rank >= 1 ? "warn" : "allow");
+    json_t *avail = json_null();
+    const char *ind = json_string_value(json_object_get(ev.body, "indicator_id"));
+    fw_indicator fi;
+    if (ind && fw_ledger_get_indicator(a->ledger, ind, &fi) == 1) {
+        char buf[40];
+        avail = json_string(fw_money_format(fi.available, buf, sizeof buf));
+    }
+    json_t *j = json_pack("{s:s,s:s?,s:o,s:o}", "decision", decision, "voucher_no",
+                          json_string_value(json_object_get(ev.body, "voucher_no")), "available",
+                          avail, "hits", hits);
+    fw_event_clear(&ev);
+    if (rc < 0) {
+        json_decref(j);
+        *status = 500;
+        return json_pack("{s:s}", "error", "rule evaluation failed");
+    }
+    return j;
+}
+
+static void answer_check(fw_app *a, const fw_intake_msg *m)
+{
+    double t0 = now_seconds();
+    int status;
+    json_t *j = check_decision(a, m->data, m->len, &status);
+    char *s = json_dumps(j, JSON_COMPACT);
+    fw_intake_reply(a->intake, m, s, (int)strlen(s));
+    free(s);
+    json_decref(j);
+    fw_metric_add(a->m_check, 1);
+    fw_metric_observe(a->m_check_lat, now_seconds() - t0);
+}
+
+/* ---- HTTP handlers ---- */
+
+static void h_healthz(const fw_http_req *req, fw_http_resp *resp, void *ud)
+{
+    (void)req, (void)ud;
+    fw_http_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void h_readyz(const fw_http_req *req, fw_http_resp *resp, void *ud)
+{
+    (void)req;
+    fw_app *a = ud;
+    int connected = fw_intake_connected(a->intake);
+    int consuming = fw_intake_ready(a->intake);
+    /* The store is writable if a write transaction can start now. */
+    int writable = 0;
+    if (!fw_store_in_txn(a->store) && fw_store_begin(a->store) == 0) {
+        writable = 1;
+        fw_store_rollback(a->store);
+    }
+    int ok = connected && consuming && writable && !a->stopping;
+    fw_http_json(resp, ok ? 200 : 503,
+                 json_pack("{s:s,s:b,s:b,s:b,s:b}", "status", ok ? "ready" : "not ready",
+                           "nats_connected", connected, "consuming", consuming, "store_writable",
+                           writable, "stopping", a->stopping));
+}
+
+static void h_metrics(const fw_http_req *req, fw_http_resp *resp, void *ud)
+{
+    (void)req, (void)ud;
+    resp->status = 200;
+    resp->body = fw_metrics_render();
+    resp->content_type = "text/plain; version=0.0.4";
+}
+
+static void h_check(const fw_http_req *req, fw_http_resp *resp, void *ud)
+{
+    fw_app *a = ud;
+    double t0 = now_seconds();
+    int status;
+    json_t *j = check_decision(a, req->body, (int)req->body_len, &status);
+    fw_http_json(resp, status, j);
+    fw_metric_add(a->m_check, 1);
+    fw_metric_observe(a->m_check_lat, now_seconds() - t0);
+}
+
+static void reply_view(fw_http_resp *resp, json_t *view, const char *what, const char *id)
+{
+    if (!view)
+        fw_http_error(resp, 404, "no such %s: %s", what, id);
+    else
+        fw_http_json(resp, 200, view);
+}
+
+static void h_indicator(const fw_http_req *req, fw_http_resp *resp, void *ud)
+{
+    fw_app *a = ud;
+    reply_view(resp, fw_ledger_indicator_view(a->ledger, req->params[0]), "indicator",
+               req->params[0]);
+}
+
+static void h_indicator_ledger(const fw_http_req *req, fw_http_resp *resp, void *ud)
+{
+    fw_app *a = ud;
+    char lim[16];
+    int limit = fw_http_query(req, "limit", lim, sizeof lim) ? atoi(lim) : 1000;
+    json_t *entries = fw_ledger_entries_view(a->ledger, req->params[0], limit);
+    if (!entries) {
+        fw_http_error(resp, 404, "no such indicator: %s", req->params[0]);
+        return;
+    }
+    if (json_is_array(entries))
+        entries = json_pack("{s:o}", "items", entries);
+    fw_http_json(resp, 200, entries);
+}
+
+static void h_voucher(const fw_http_req *req, fw_http_resp *resp, void *ud)
+{
+    fw_app *a = ud;
+    reply_view(resp, fw_ledger_voucher_view(a->ledger, req->params[0]), "voucher", req->params[0]);
+}
+
+static void h_voucher_trace(const fw_http_req *req, fw_http_resp *resp, void *ud)
+{
+    fw_app *a = ud;
+    reply_view(resp, fw_ledger_trace_view(a->ledger, req->params[0]), "voucher", req->params[0]);
+}
+
+/* ---- alert sinks ---- */
+
+static void sink_publish(void *ud, const char *subject, const char *json)
+{
+    fw_app *a = ud;
+    if (a->intake)
+        fw_intake_publish(a->intake, subject, json, (int)strlen(json), NULL, NULL, 0);
+}
+
+typedef struct webhook_ctx {
+    fw_app *a;
+    int64_t notif_id;
+} webhook_ctx;
+
+static void webhook_done(void *ud, long status, const char *body, const char *error)
+{
+    (void)body;
+    webhook_ctx *w = ud;
+    int ok = status >= 200 && status < 300;
+    char err[200];
+    if (!ok)
+        snprintf(err, sizeof err, "%s", error ? error : "HTTP error");
+    if (!ok && !error)
+        snprintf(err, sizeof err, "HTTP %ld", status);
+    fw_alerts_webhook_done(w->a->alerts, w->notif_id, ok, ok ? NULL : err);
+    free(w);
+}
+
+static int sink_webhook(void *ud, const char *url, const char *json, int64_t notif_id)
+{
+    fw_app *a = ud;
+    static const char *const headers[] = {"Content-Type: application/json", NULL};
+    webhook_ctx *w = malloc(sizeof *w);
+    if (!w)
+        return -1;
+    w->a = a;
+    w->notif_id = notif_id;
+    if (fw_sms_http_post(a->sms, url, headers, json, 10000, webhook_done, w) != 0) {
+        free(w);
+        return -1;
+    }
+    return 0;
+}
+
+static int sink_sms(void *ud, const char *out_id, const char *phone, const char *name,
+                    const json_t *alert, int urgent)
+{
+    fw_app *a = ud;
+    return fw_sms_enqueue_alert(a->sms, out_id, phone, name, alert, urgent);
+}
+
+/* ---- timers, signals, reload ---- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fw_app *a = arg;
+    if (a->stopping)
+        return;
+    if (fw_store_begin(a->store) != 0)
+        return;
+    if (run_tick(a, fw_clock_now()) != 0) {
+        fw_store_rollback(a->store);
+        fw_hit_list_clear(&a->hits);
+        return;
+    }
+    if (fw_store_commit(a->store) == 0) {
+        fw_alerts_flush(a->alerts);
+        fw_sms_kick(a->sms);
+    }
+}
+
+static void on_alerts_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fw_app *a = arg;
+    fw_alerts_tick(a->alerts, fw_clock_now());
+    fw_alerts_flush(a->alerts);
+    fw_sms_kick(a->sms);
+}
+
+/* A signature of the rules directory (names, sizes, mtimes): polled to
+ * reload when an author saves a file. */
+static void rules_signature(const char *dir, char out[65])
+{
+    uint64_t h = 1469598103934665603ULL;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            char path[1024];
+            struct stat st;
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (stat(path, &st) != 0)
+                continue;
+            uint64_t x = (uint64_t)st.st_size * 31 + (uint64_t)st.st_mtim.tv_sec * 1000003 +
+                         (uint64_t)st.st_mtim.tv_nsec;
+            for (const char *p = e->d_name; *p; p++)
+                x = x * 131 + (unsigned char)*p;
+            h ^= x * 0x9E3779B97F4A7C15ULL; /* order-independent: readdir order varies */
+        }
+        closedir(d);
+    }
+    snprintf(out, 65, "%016llx", (unsigned long long)h);
+}
+
+static void reload_rules(fw_app *a, const char *why)
+{
+    char err[1024] = "";
+    const char *before = fw_rules_version(a->rules);
+    char old[65];
+    snprintf(old, sizeof old, "%s", before);
+    int problems = fw_rules_reload(a->rules, err, sizeof err);
+    const char *now = fw_rules_version(a->rules);
+    char detail[1400];
+    char q[1100];
+    snprintf(detail, sizeof detail,
+             "{\"why\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"problems\":%d}", why, old, now,
+             problems);
+    if (fw_store_begin(a->store) == 0) {
+        fw_audit_append(a->store, "fundwatch", "rules.reload", fw_config_get(a->cfg, "rules.dir"),
+                        detail);
+        fw_rules_record_version(a->rules, a->store, fw_clock_now());
+        fw_store_commit(a->store);
+    }
+    if (problems)
+        FW_WARN("rules.reload", "why=%s version=%s problems=%d detail=%s", why, now, problems,
+                fw_log_quote(err, q, sizeof q));
+    else
+        FW_INFO("rules.reload", "why=%s version=%s rules=%d", why, now, fw_rules_count(a->rules));
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fw_app *a = arg;
+    char sig[65];
+    rules_signature(fw_config_get(a->cfg, "rules.dir"), sig);
+    if (strcmp(sig, a->rules_sig) != 0) {
+        snprintf(a->rules_sig, sizeof a->rules_sig, "%s", sig);
+        reload_rules(a, "changed");
+    }
+}
+
+static void on_sighup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fw_app *a = arg;
+    FW_INFO("signal.hup", "action=reload");
+    reload_rules(a, "sighup");
+    rules_signature(fw_config_get(a->cfg, "rules.dir"), a->rules_sig);
+    char err[512];
+    if (fw_sms_reload_templates(a->sms, err, sizeof err) != 0)
+        FW_WARN("sms.templates_reload_failed", "detail=\"%s\"", err);
+    if (a->http && fw_http_reload_tokens(a->http, err, sizeof err) != 0)
+        FW_WARN("http.tokens_reload_failed", "detail=\"%s\"", err);
+}
+
+static void on_flushed_exit(void *ud)
+{
+    fw_app *a = ud;
+    event_base_loopexit(a->base, NULL);
+}
+
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fw_app *a = arg;
+    if (fw_intake_queued(a->intake) > 0)
+        return; /* the wakeup handler is still committing what is in hand */
+    event_del(a->ev_drain);
+    fw_sms_shutdown(a->sms, 2000);
+    FW_INFO("daemon.drained", "committed_seq=%llu", (unsigned long long)a->committed_seq);
+    fw_intake_flush_then(a->intake, on_flushed_exit, a);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    fw_app *a = arg;
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    FW_INFO("signal.stop", "signal=%s action=drain", sig == SIGTERM ? "TERM" : "INT");
+    fw_intake_stop(a->intake);
+    struct timeval tv = {0, 10000};
+    event_add(a->ev_drain, &tv);
+}
+
+static double gauge_lag(void *ud)
+{
+    return (double)fw_intake_lag(((fw_app *)ud)->intake);
+}
+
+static double gauge_queued(void *ud)
+{
+    return fw_intake_queued(((fw_app *)ud)->intake);
+}
+
+int fw_app_run(fw_config *cfg)
+{
+    char err[1024] = "";
+    int rc = 1;
+    fw_app *a = calloc(1, sizeof *a);
+    if (!a)
+        return 1;
+    a->cfg = cfg;
+    init_metrics(a);
+    fw_sync_mode sync = strcmp(fw_config_get(cfg, "store.synchronous"), "normal") == 0
+                            ? FW_SYNC_NORMAL
+                            : FW_SYNC_FULL;
+    signal(SIGPIPE, SIG_IGN);
+    natsLibevent_Init();
+    a->base = event_base_new();
+    if (!a->base) {
+        snprintf(err, sizeof err, "cannot create the event loop");
+        goto out;
+    }
+    a->store = fw_store_open(fw_config_get(cfg, "store.path"), fw_migrations, fw_nmigrations, 0,
+                             sync, err, sizeof err);
+    if (!a->store)
+        goto out;
+    int64_t last = 0;
+    if (fw_store_meta_get_int(a->store, "intake.last_seq", &last) < 0) {
+        snprintf(err, sizeof err, "store: cannot read intake.last_seq");
+        goto out;
+    }
+    a->committed_seq = (uint64_t)last;
+    a->ledger = fw_ledger_new(a->store);
+    fw_rules_opts ro = {0};
+    ro.dir = fw_config_get(cfg, "rules.dir");
+    ro.etc_dir = fw_config_get(cfg, "rules.etc");
+    ro.ledger = a->ledger;
+    ro.cfg = cfg;
+    ro.run_tests = 1;
+    a->rules = fw_rules_new(&ro, err, sizeof err);
+    if (!a->rules)
+        goto out;
+    a->alerts = fw_alerts_new(a->store, cfg, err, sizeof err);
+    if (!a->alerts)
+        goto out;
+    a->sms = fw_sms_new(a->store, cfg, a->base, err, sizeof err);
+    if (!a->sms)
+        goto out;
+    fw_alerts_sinks sinks = {sink_publish, sink_webhook, sink_sms, a};
+    fw_alerts_set_sinks(a->alerts, &sinks);
+    if (fw_store_begin(a->store) == 0) {
+        fw_rules_record_version(a->rules, a->store, fw_clock_now());
+        fw_store_commit(a->store);
+    }
+
+    const char *listen = fw_config_get(cfg, "http.listen");
+    if (strcmp(listen, "off") != 0) {
+        a->http =
+            fw_http_start(a->base, listen, fw_config_get(cfg, "auth.tokens"), err, sizeof err);
+        if (!a->http)
+            goto out;
+        fw_http_route(a->http, "GET", "/healthz", FW_ROLE_NONE, h_healthz, a);
+        fw_http_route(a->http, "GET", "/readyz", FW_ROLE_NONE, h_readyz, a);
+        fw_http_route(a->http, "GET", "/metrics", FW_ROLE_NONE, h_metrics, a);
+        fw_http_route(a->http, "POST", "/api/check", FW_ROLE_VIEWER, h_check, a);
+        fw_http_route(a->http, "GET", "/api/indicators/*", FW_ROLE_VIEWER, h_indicator, a);
+        fw_http_route(a->http, "GET", "/api/indicators/*/ledger", FW_ROLE_VIEWER,
+                      h_indicator_ledger, a);
+        fw_http_route(a->http, "GET", "/api/vouchers/*", FW_ROLE_VIEWER, h_voucher, a);
+        fw_http_route(a->http, "GET", "/api/vouchers/*/trace", FW_ROLE_VIEWER, h_voucher_trace, a);
+        fw_alerts_register_http(a->alerts, a->http);
+        fw_sms_register_http(a->sms, a->http);
+    }
+
+    a->intake = fw_intake_new(a->base, cfg, on_messages, committed_seq, a, err, sizeof err);
+    if (!a->intake)
+        goto out;
+    fw_metric_gauge_fn("fundwatch_consumer_lag", "Stream messages not yet delivered", NULL,
+                       gauge_lag, a);
+    fw_metric_gauge_fn("fundwatch_intake_queued", "Messages received, not yet handled", NULL,
+                       gauge_queued, a);
+    if (fw_intake_start(a->intake) != 0) {
+        snprintf(err, sizeof err, "nats: cannot subscribe");
+        goto out;
+    }
+
+    a->ev_sigterm = evsignal_new(a->base, SIGTERM, on_stop_signal, a);
+    a->ev_sigint = evsignal_new(a->base, SIGINT, on_stop_signal, a);
+    a->ev_sighup = evsignal_new(a->base, SIGHUP, on_sighup, a);
+    a->ev_drain = event_new(a->base, -1, EV_PERSIST, on_drain, a);
+    a->ev_tick = event_new(a->base, -1, EV_PERSIST, on_tick, a);
+    a->ev_alerts_tick = event_new(a->base, -1, EV_PERSIST, on_alerts_tick, a);
+    a->ev_watch = event_new(a->base, -1, EV_PERSIST, on_watch, a);
+    event_add(a->ev_sigterm, NULL);
+    event_add(a->ev_sigint, NULL);
+    event_add(a->ev_sighup, NULL);
+    struct timeval tick = {fw_config_int(cfg, "rules.tick"), 0};
+    struct timeval five = {5, 0}, two = {2, 0};
+    event_add(a->ev_tick, &tick);
+    event_add(a->ev_alerts_tick, &five);
+    rules_signature(fw_config_get(cfg, "rules.dir"), a->rules_sig);
+    if (fw_config_bool(cfg, "rules.watch"))
+        event_add(a->ev_watch, &two);
+
+    FW_INFO("daemon.started", "version=%s store=%s rules=%d ruleset=%s committed_seq=%llu", "0.1.0",
+            fw_config_get(cfg, "store.path"), fw_rules_count(a->rules), fw_rules_version(a->rules),
+            (unsigned long long)a->committed_seq);
+    event_base_dispatch(a->base);
+    rc = a->exit_code;
+    FW_INFO("daemon.stopped", "exit=%d", rc);
+out:
+    if (err[0]) {
+        FW_ERROR("daemon.start_failed", "detail=\"%s\"", err);
+        fprintf(stderr, "fundwatch: %s\n", err);
+    }
+    if (a->intake)
+        fw_intake_free(a->intake);
+    if (a->http)
+        fw_http_stop(a->http);
+    struct event *evs[] = {a->ev_sigterm, a->ev_sigint,      a->ev_sighup, a->ev_drain,
+                           a->ev_tick,    a->ev_alerts_tick, a->ev_watch};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    a->intake = NULL;
+    struct event_base *base = a->base;
+    fw_app_close(a);
+    if (base)
+        event_base_free(base);
+    nats_Close();
+    return rc;
+}

@@ -546,6 +546,25 @@ static int decode_payroll(json_t *body, fw_event *ev, fw_decode_error *err)
     return 0;
 }
 
+/* jansson's message echoes the input after " near ": drop that part, so no
+ * personal data (a phone number next to a syntax error) and no control
+ * bytes reach the DLQ header or the log. */
+static void fail_json_syntax(fw_decode_error *err, const json_error_t *jerr)
+{
+    char text[sizeof jerr->text];
+    char reason[sizeof err->reason];
+    snprintf(text, sizeof text, "%s", jerr->text);
+    char *near = strstr(text, " near ");
+    if (near)
+        *near = '\0';
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+    snprintf(reason, sizeof reason, "invalid JSON: %.100s (line %d column %d)", text, jerr->line,
+             jerr->column);
+    fail(err, reason, "body");
+}
+
 /* Shared tail of both entry points: parse, dispatch on kind, fill ev. */
 static int decode_body(fw_kind kind, const char *unit, const char *data, size_t len, int is_check,
                        fw_event *ev, fw_decode_error *err)
@@ -567,12 +586,9 @@ static int decode_body(fw_kind kind, const char *unit, const char *data, size_t 
         case json_error_duplicate_key:
             fail(err, "duplicate key", "body");
             break;
-        default: {
-            char reason[sizeof err->reason];
-            snprintf(reason, sizeof reason, "invalid JSON: %.100s (line %d column %d)", jerr.text,
-                     jerr.line, jerr.column);
-            fail(err, reason, "body");
-        }
+        default:
+            fail_json_syntax(err, &jerr);
+            break;
         }
         goto cleanup;
     }

@@ -806,6 +806,20 @@ static void test_body_errors(void **state)
     assert_int_equal(fw_event_decode("fiscal.voucher.101001", NULL, 0, &ev, &err), -1);
     assert_string_equal(err.field, "body");
 
+    /* The reason never echoes the input: no personal data, no control bytes
+     * (it becomes a NATS header and a log field). */
+    static const char *const leaky[] = {"{\"phone\": \"13800000000\" \"x\"}",
+                                        "{\"id\": 13800000000x}", "{\"a\":\r\n\x01}",
+                                        "{\"id\": \"a\tb\"}"};
+    for (size_t i = 0; i < sizeof leaky / sizeof leaky[0]; i++) {
+        assert_int_equal(decode_text("fiscal.voucher.101001", leaky[i], &ev, &err), -1);
+        assert_string_equal(err.field, "body");
+        assert_non_null(strstr(err.reason, "invalid JSON"));
+        assert_null(strstr(err.reason, "13800000000"));
+        for (const char *c = err.reason; *c; c++)
+            assert_true((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f);
+    }
+
     /* Duplicate keys, at the top and nested. */
     expect_error("fiscal.subsidy.101001",
                  "{\"id\": \"a\", \"id\": \"b\", \"occurred_at\": \"2024-06-05T10:00:00Z\"}",

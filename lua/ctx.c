@@ -1,0 +1,514 @@
+/*
+ * ctx.c - the `ctx` argument of check(v, ctx): read-only views of the ledger
+ * and history as they were before the event, time helpers in the business
+ * zone, the calendar and lists from etc/, and small text helpers.
+ * lua/README.md is the reference for rule authors.
+ *
+ * Each call gets a fresh ctx table {params, event, run} whose metatable
+ * (protected) falls through to the functions below, so nothing a rule writes
+ * into ctx outlives the call.  Every function reads through the ledger's
+ * indexed queries (daemon/ledger.h); none scans.  JSON results from the
+ * ledger are held by the sandbox until the call ends, so a Lua error while
+ * converting them leaks nothing.
+ */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "daemon/money.h"
+#include "daemon/timeutil.h"
+#include "lua/rule_int.h"
+
+#define CTX_FUNCS "fw.ctxfuncs"
+#define CTX_MT "fw.ctxmt"
+#define CTX_LISTS "fw.lists"
+
+static fw_rule *ctx_rule(lua_State *L)
+{
+    fw_rule *r = fw_sbx_of(L)->owner;
+    if (!r)
+        luaL_error(L, "ctx is not available here");
+    return r;
+}
+
+static fw_ledger *ctx_ledger(lua_State *L)
+{
+    fw_rule *r = ctx_rule(L);
+    if (!r->ledger)
+        luaL_error(L, "ctx: no ledger");
+    return r->ledger;
+}
+
+/* Check that the table at idx has only the given keys. */
+static void check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: keys must be strings", fn);
+        const char *k = lua_tostring(L, -1);
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, k) != 0)
+            a++;
+        if (!*a)
+            luaL_error(L, "%s: unknown field '%s'", fn, k);
+    }
+}
+
+/* Push t[name]; return it as a string or NULL (left on the stack). */
+static const char *field_str(lua_State *L, int t, const char *name, const char *fn)
+{
+    int ty = lua_getfield(L, t, name);
+    if (ty == LUA_TNIL)
+        return NULL;
+    if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+        luaL_error(L, "%s: %s must be a string", fn, name);
+    return lua_tostring(L, -1);
+}
+
+static int field_int(lua_State *L, int t, const char *name, const char *fn, int64_t *out)
+{
+    int ty = lua_getfield(L, t, name);
+    int present = ty != LUA_TNIL;
+    if (present) {
+        int ok;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        if (!ok)
+            luaL_error(L, "%s: %s must be an integer", fn, name);
+        *out = v;
+    }
+    lua_pop(L, 1);
+    return present;
+}
+
+/* ctx.yuan(fen) -> "12345.67" */
+static int ctx_yuan(lua_State *L)
+{
+    char buf[40];
+    lua_pushstring(L, fw_money_format((int64_t)luaL_checkinteger(L, 1), buf, sizeof buf));
+    return 1;
+}
+
+/* ctx.now() -> unix seconds of the event (tick: the tick time) */
+static int ctx_now(lua_State *L)
+{
+    lua_pushinteger(L, ctx_rule(L)->now);
+    return 1;
+}
+
+static int64_t opt_time(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx))
+        return ctx_rule(L)->now;
+    return (int64_t)luaL_checkinteger(L, idx);
+}
+
+/* ctx.time(t) -> {year, month, day, hour, min, sec, wday} (business zone) */
+static int ctx_time(lua_State *L)
+{
+    int y, mo, d, h, mi, s, wd;
+    fw_time_local(opt_time(L, 1), &y, &mo, &d, &h, &mi, &s, &wd);
+    lua_createtable(L, 0, 7);
+    lua_pushinteger(L, y);
+    lua_setfield(L, -2, "year");
+    lua_pushinteger(L, mo);
+    lua_setfield(L, -2, "month");
+    lua_pushinteger(L, d);
+    lua_setfield(L, -2, "day");
+    lua_pushinteger(L, h);
+    lua_setfield(L, -2, "hour");
+    lua_pushinteger(L, mi);
+    lua_setfield(L, -2, "min");
+    lua_pushinteger(L, s);
+    lua_setfield(L, -2, "sec");
+    lua_pushinteger(L, wd);
+    lua_setfield(L, -2, "wday");
+    return 1;
+}
+
+/* ctx.date(t) -> "YYYY-MM-DD" */
+static int ctx_date(lua_State *L)
+{
+    int y, mo, d, h, mi, s, wd;
+    fw_time_local(opt_time(L, 1), &y, &mo, &d, &h, &mi, &s, &wd);
+    lua_pushfstring(L, "%d-%s%d-%s%d", y, mo < 10 ? "0" : "", mo, d < 10 ? "0" : "", d);
+    return 1;
+}
+
+/* ctx.parse_time(s) -> unix seconds or nil (RFC 3339, or a date = local
+ * midnight) */
+static int ctx_parse_time(lua_State *L)
+{
+    const char *s = luaL_checkstring(L, 1);
+    const char *why;
+    int64_t t;
+    int y, m, d;
+    if (fw_time_parse(s, &t, &why) == 0)
+        lua_pushinteger(L, t);
+    else if (strlen(s) == 10 && fw_date_parse(s, &y, &m, &d, &why) == 0)
+        lua_pushinteger(L, fw_time_from_local(y, m, d, 0, 0, 0));
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static const char *const flag_names[] = {"salary", "sangong", "direct", "subsidy", "union"};
+
+/* ctx.indicator(id) -> nil or the indicator with balances (fen) */
+static int ctx_indicator(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    fw_indicator ind;
+    int rc = fw_ledger_get_indicator(ctx_ledger(L), id, &ind);
+    if (rc < 0)
+        return luaL_error(L, "ctx.indicator: store error");
+    if (rc == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 14);
+    lua_pushstring(L, ind.indicator_id);
+    lua_setfield(L, -2, "indicator_id");
+    lua_pushstring(L, ind.unit_code);
+    lua_setfield(L, -2, "unit_code");
+    lua_pushinteger(L, ind.year);
+    lua_setfield(L, -2, "year");
+    lua_pushstring(L, ind.func_class);
+    lua_setfield(L, -2, "func_class");
+    lua_pushstring(L, ind.econ_class);
+    lua_setfield(L, -2, "econ_class");
+    lua_pushstring(L, ind.fund_type);
+    lua_setfield(L, -2, "fund_type");
+    lua_pushstring(L, ind.fund_source);
+    lua_setfield(L, -2, "fund_source");
+    lua_pushstring(L, ind.project_code);
+    lua_setfield(L, -2, "project_code");
+    lua_newtable(L);
+    for (int i = 0; i < 5; i++)
+        if (ind.flags & fw_flag_from_name(flag_names[i])) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, flag_names[i]);
+        }
+    lua_setfield(L, -2, "flags");
+    lua_pushinteger(L, ind.allocated);
+    lua_setfield(L, -2, "allocated");
+    lua_pushinteger(L, ind.frozen);
+    lua_setfield(L, -2, "frozen");
+    lua_pushinteger(L, ind.paid);
+    lua_setfield(L, -2, "paid");
+    lua_pushinteger(L, ind.available);
+    lua_setfield(L, -2, "available");
+    return 1;
+}
+
+static int push_kept_json(lua_State *L, json_t *j)
+{
+    if (!j) {
+        lua_pushnil(L);
+        return 1;
+    }
+    fw_sbx_keep(L, j);
+    fw_push_json(L, j);
+    return 1;
+}
+
+/* ctx.voucher(no) -> nil or the stored voucher (state, events, created_at) */
+static int ctx_voucher(lua_State *L)
+{
+    const char *no = luaL_checkstring(L, 1);
+    return push_kept_json(L, fw_ledger_voucher_json(ctx_ledger(L), no));
+}
+
+/* ctx.history{...} -> {count=, total=} */
+static int ctx_history(lua_State *L)
+{
+    static const char *const allowed[] = {
+        "unit",  "payee_account", "econ_class",      "econ_classes", "settle_method",
+        "payee_type", "amount",   "amount_below",    "since",        "until",
+        "exclude_voucher", "state", "indicator",     NULL};
+    const char *fn = "ctx.history";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    check_keys(L, 1, fn, allowed);
+    luaL_checkstack(L, 96, fn);
+    fw_history_query q;
+    memset(&q, 0, sizeof q);
+    q.unit_code = field_str(L, 1, "unit", fn);
+    q.payee_account = field_str(L, 1, "payee_account", fn);
+    q.econ_class = field_str(L, 1, "econ_class", fn);
+    q.settle_method = field_str(L, 1, "settle_method", fn);
+    q.payee_type = field_str(L, 1, "payee_type", fn);
+    q.exclude_voucher = field_str(L, 1, "exclude_voucher", fn);
+    q.state = field_str(L, 1, "state", fn);
+    q.indicator_id = field_str(L, 1, "indicator", fn);
+    if (q.state && strcmp(q.state, "returned") != 0 && strcmp(q.state, "paid") != 0)
+        return luaL_error(L, "%s: state must be \"returned\" or \"paid\"", fn);
+    q.has_amount = field_int(L, 1, "amount", fn, &q.amount);
+    field_int(L, 1, "amount_below", fn, &q.amount_below);
+    field_int(L, 1, "since", fn, &q.since);
+    if (!field_int(L, 1, "until", fn, &q.until))
+        q.until = INT64_MAX;
+    const char *classes[65];
+    int ty = lua_getfield(L, 1, "econ_classes");
+    if (ty == LUA_TTABLE) {
+        int t = lua_gettop(L);
+        lua_Integer n = luaL_len(L, t);
+        if (n > 64)
+            return luaL_error(L, "%s: at most 64 econ_classes", fn);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, t, i); /* stays on the stack while q is used */
+            if (!lua_isstring(L, -1))
+                return luaL_error(L, "%s: econ_classes must hold strings", fn);
+            classes[i - 1] = lua_tostring(L, -1);
+        }
+        classes[n] = NULL;
+        q.econ_classes = classes;
+    } else if (ty != LUA_TNIL) {
+        return luaL_error(L, "%s: econ_classes must be a table", fn);
+    }
+    fw_history_result res = {0, 0};
+    if (fw_ledger_history(ctx_ledger(L), &q, &res) != 0)
+        return luaL_error(L, "%s: store error", fn);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, res.count);
+    lua_setfield(L, -2, "count");
+    lua_pushinteger(L, res.total);
+    lua_setfield(L, -2, "total");
+    return 1;
+}
+
+/* ctx.allocated_by_flag(unit, year, flag) -> fen */
+static int ctx_allocated_by_flag(lua_State *L)
+{
+    const char *unit = luaL_checkstring(L, 1);
+    int year = (int)luaL_checkinteger(L, 2);
+    const char *flag = luaL_checkstring(L, 3);
+    int f = fw_flag_from_name(flag);
+    if (!f)
+        return luaL_error(L, "ctx.allocated_by_flag: unknown flag '%s'", flag);
+    int64_t total = 0;
+    if (fw_ledger_allocated_by_flag(ctx_ledger(L), unit, year, f, &total) != 0)
+        return luaL_error(L, "ctx.allocated_by_flag: store error");
+    lua_pushinteger(L, total);
+    return 1;
+}
+
+/* ctx.employee(id_no, before_period) -> earlier lines, newest first */
+static int ctx_employee(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    const char *before = luaL_optstring(L, 2, NULL);
+    json_t *j = fw_ledger_employee_json(ctx_ledger(L), id, before);
+    if (!j)
+        return luaL_error(L, "ctx.employee: store error");
+    return push_kept_json(L, j);
+}
+
+/* ctx.period_lines(period, {id_no=, account=}) -> lines in other runs */
+static int ctx_period_lines(lua_State *L)
+{
+    static const char *const allowed[] = {"id_no", "account", NULL};
+    const char *period = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    check_keys(L, 2, "ctx.period_lines", allowed);
+    const char *id_no = field_str(L, 2, "id_no", "ctx.period_lines");
+    const char *account = field_str(L, 2, "account", "ctx.period_lines");
+    json_t *j = fw_ledger_period_lines_json(ctx_ledger(L), period, id_no, account);
+    if (!j)
+        return luaL_error(L, "ctx.period_lines: store error");
+    return push_kept_json(L, j);
+}
+
+/* ctx.run_progress(run_id) -> parts_seen, net_so_far (before this part) */
+static int ctx_run_progress(lua_State *L)
+{
+    const char *run = luaL_checkstring(L, 1);
+    int parts = 0;
+    int64_t net = 0;
+    if (fw_ledger_run_progress(ctx_ledger(L), run, &parts, &net) != 0)
+        return luaL_error(L, "ctx.run_progress: store error");
+    lua_pushinteger(L, parts);
+    lua_pushinteger(L, net);
+    return 2;
+}
+
+/* ctx.subsidy_count{emp_id=, unit=, kind=, year=, month=, exclude=} -> n */
+static int ctx_subsidy_count(lua_State *L)
+{
+    static const char *const allowed[] = {"emp_id", "unit", "kind", "year",
+                                          "month",  "exclude", NULL};
+    const char *fn = "ctx.subsidy_count";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    check_keys(L, 1, fn, allowed);
+    const char *emp = field_str(L, 1, "emp_id", fn);
+    const char *unit = field_str(L, 1, "unit", fn);
+    const char *kind = field_str(L, 1, "kind", fn);
+    const char *excl = field_str(L, 1, "exclude", fn);
+    int64_t year = 0, month = 0, n = 0;
+    if (!field_int(L, 1, "year", fn, &year) || !field_int(L, 1, "month", fn, &month))
+        return luaL_error(L, "%s: year and month are required", fn);
+    if (fw_ledger_subsidy_count(ctx_ledger(L), emp, unit, kind, (int)year, (int)month, excl,
+                                &n) != 0)
+        return luaL_error(L, "%s: store error", fn);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* ctx.sent_before(t) -> [{voucher_no, unit_code, sent_at, amount}] */
+static int ctx_sent_before(lua_State *L)
+{
+    int64_t t = (int64_t)luaL_checkinteger(L, 1);
+    json_t *j = fw_ledger_vouchers_sent_before(ctx_ledger(L), t);
+    if (!j)
+        return luaL_error(L, "ctx.sent_before: store error");
+    return push_kept_json(L, j);
+}
+
+/* ctx.project_indicators() -> [{indicator_id, unit_code, allocated}] */
+static int ctx_project_indicators(lua_State *L)
+{
+    json_t *j = fw_ledger_project_indicators(ctx_ledger(L));
+    if (!j)
+        return luaL_error(L, "ctx.project_indicators: store error");
+    return push_kept_json(L, j);
+}
+
+/* ctx.is_workday(date_or_time) -> boolean */
+static int ctx_is_workday(lua_State *L)
+{
+    int64_t days;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        int y, m, d;
+        const char *why;
+        if (fw_date_parse(lua_tostring(L, 1), &y, &m, &d, &why) != 0)
+            return luaL_error(L, "ctx.is_workday: bad date '%s'", lua_tostring(L, 1));
+        days = fw_days_from_civil(y, m, d);
+    } else {
+        int y, mo, d, h, mi, s, wd;
+        fw_time_local(opt_time(L, 1), &y, &mo, &d, &h, &mi, &s, &wd);
+        days = fw_days_from_civil(y, mo, d);
+    }
+    lua_pushboolean(L, fw_etc_is_workday(ctx_rule(L)->etc, days));
+    return 1;
+}
+
+/* ctx.list(name) -> read-only set {item = true}; built once per state */
+static int ctx_list(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, CTX_LISTS);
+    if (lua_getfield(L, -1, name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    int n = 0;
+    const char *const *items = fw_etc_list(ctx_rule(L)->etc, name, &n);
+    if (!items)
+        return luaL_error(L, "ctx.list: no list '%s' in etc/lists", name);
+    lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, items[i]);
+    }
+    fw_sbx_push_readonly(L, -1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, name);
+    return 1;
+}
+
+/* ctx.id_check(id_no) -> ok, reason, birth_date */
+static int ctx_id_check(lua_State *L)
+{
+    const char *reason;
+    char birth[11];
+    int ok = fw_id_check(luaL_checkstring(L, 1), &reason, birth);
+    lua_pushboolean(L, ok);
+    if (reason)
+        lua_pushstring(L, reason);
+    else
+        lua_pushnil(L);
+    if (birth[0])
+        lua_pushstring(L, birth);
+    else
+        lua_pushnil(L);
+    return 3;
+}
+
+/* ctx.utf8len(s) -> characters */
+static int ctx_utf8len(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_Integer c = 0;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            c++;
+    lua_pushinteger(L, c);
+    return 1;
+}
+
+/* ctx.contains(s, word) -> plain substring test */
+static int ctx_contains(lua_State *L)
+{
+    size_t n, wn;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *w = luaL_checklstring(L, 2, &wn);
+    lua_pushboolean(L, memmem(s, n, w, wn) != NULL);
+    return 1;
+}
+
+static const luaL_Reg ctx_funcs[] = {
+    {"yuan", ctx_yuan},
+    {"now", ctx_now},
+    {"time", ctx_time},
+    {"date", ctx_date},
+    {"parse_time", ctx_parse_time},
+    {"indicator", ctx_indicator},
+    {"voucher", ctx_voucher},
+    {"history", ctx_history},
+    {"allocated_by_flag", ctx_allocated_by_flag},
+    {"employee", ctx_employee},
+    {"period_lines", ctx_period_lines},
+    {"run_progress", ctx_run_progress},
+    {"subsidy_count", ctx_subsidy_count},
+    {"sent_before", ctx_sent_before},
+    {"project_indicators", ctx_project_indicators},
+    {"is_workday", ctx_is_workday},
+    {"list", ctx_list},
+    {"id_check", ctx_id_check},
+    {"utf8len", ctx_utf8len},
+    {"contains", ctx_contains},
+    {NULL, NULL},
+};
+
+void fw_ctx_open(lua_State *L)
+{
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, CTX_LISTS);
+    luaL_newlib(L, ctx_funcs);
+    lua_createtable(L, 0, 2);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setfield(L, LUA_REGISTRYINDEX, CTX_MT);
+}
+
+void fw_ctx_push(lua_State *L, int params_idx, const char *event, int run_idx)
+{
+    params_idx = lua_absindex(L, params_idx);
+    if (run_idx)
+        run_idx = lua_absindex(L, run_idx);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, params_idx);
+    lua_setfield(L, -2, "params");
+    lua_pushstring(L, event);
+    lua_setfield(L, -2, "event");
+    if (run_idx) {
+        lua_pushvalue(L, run_idx);
+        lua_setfield(L, -2, "run");
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, CTX_MT);
+    lua_setmetatable(L, -2);
+}

@@ -1,0 +1,171 @@
+/*
+ * rule_int.h - internals shared by the files of lua/ (not a public API).
+ *
+ *   sandbox.c  one sandboxed lua_State: counting allocator (memory budget),
+ *              count hook (instruction budget), allow-listed libraries,
+ *              guarded pattern functions, read-only proxies, JSON <-> Lua.
+ *   etc.c      calendar and lists from etc/, GB 11643 ID check.
+ *   ctx.c      the `ctx` table handed to check(v, ctx).
+ *   rule.c     one rule: load + validate, params, evaluate, hits.
+ *   rules.c    the rule set (public rules.h): dispatch, reload, version, metrics.
+ *   rules_test.c  test cases runner and the `rules check|test` CLI.
+ */
+#ifndef FW_RULE_INT_H
+#define FW_RULE_INT_H
+
+#include <jansson.h>
+#include <lua.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#include "daemon/config.h"
+#include "daemon/event.h"
+#include "daemon/hit.h"
+#include "daemon/ledger.h"
+#include "daemon/metrics.h"
+
+/* ---- sandbox.c ---- */
+
+typedef struct fw_sbx {
+    lua_State *L;
+    size_t used, limit;   /* bytes held by the state, cap */
+    int mem_tripped;      /* an allocation was refused during this call */
+    int64_t instr_used, instr_budget;
+    int instr_tripped;
+    int hook_step;        /* the current hook count */
+    int genv_ref;         /* registry: the sandbox globals (never handed out) */
+    int envmt_ref;        /* registry: metatable of per-call envs */
+    void *owner;          /* the fw_rule (or NULL in a test-file state) */
+    json_t *keep;         /* json values to release after the current call */
+} fw_sbx;
+
+/* Open a sandboxed state.  0 or -1. */
+int fw_sbx_open(fw_sbx *s, size_t mem_limit, int64_t instr_budget, void *owner);
+void fw_sbx_close(fw_sbx *s);
+fw_sbx *fw_sbx_of(lua_State *L);
+
+/* Run f(L) (with ud as a light userdata at index 1) under the budgets.
+ * Returns 0, or -1 with the reason in err ("instruction budget exceeded",
+ * "memory budget exceeded", or the Lua error text with file:line). */
+int fw_sbx_call(fw_sbx *s, lua_CFunction f, void *ud, char *err, int errlen);
+
+/* Push a fresh env table whose reads fall through to the sandbox globals
+ * and whose writes die with it. */
+void fw_sbx_push_env(lua_State *L);
+/* Replace value at idx with a read-only proxy (deep for nested tables). */
+void fw_sbx_push_readonly(lua_State *L, int idx);
+/* Charge n instructions to the running call (C work done for the rule). */
+void fw_sbx_charge(lua_State *L, int64_t n);
+/* Hold j (stolen) until the current call ends. */
+json_t *fw_sbx_keep(lua_State *L, json_t *j);
+
+/* JSON -> Lua (objects -> tables, null -> nil). */
+void fw_push_json(lua_State *L, const json_t *j);
+/* Lua value at idx -> JSON, attached into `parent` under key (object) or
+ * appended (array, key NULL) as it is built, so nothing leaks if Lua raises.
+ * empty_array: an empty table becomes [] (fixtures) instead of {}. */
+void fw_lua_to_json(lua_State *L, int idx, json_t *parent, const char *key, int empty_array,
+                    int depth);
+
+/* ---- etc.c ---- */
+
+typedef struct fw_etc fw_etc;
+fw_etc *fw_etc_load(const char *etc_dir, char *err, int errlen);
+fw_etc *fw_etc_ref(fw_etc *e);
+void fw_etc_unref(fw_etc *e);
+/* -1 when the date is outside every calendar file? no: weekends rule then. */
+int fw_etc_is_workday(const fw_etc *e, int64_t days_since_epoch);
+/* Items of etc/lists/<name>.txt, or NULL when there is no such list. */
+const char *const *fw_etc_list(const fw_etc *e, const char *name, int *n);
+/* GB 11643 check.  Returns 1 ok, 0 not; reason static; birth "YYYY-MM-DD"
+ * filled when the birth date is valid (else ""). */
+int fw_id_check(const char *id_no, const char **reason, char birth[11]);
+
+/* ---- ctx.c ---- */
+
+/* Register the ctx function table of a rule state (registry "fw.ctxmt"). */
+void fw_ctx_open(lua_State *L);
+/* Push a ctx for one call: params proxy at params_idx, event name, optional
+ * run table at run_idx (0 = none). */
+void fw_ctx_push(lua_State *L, int params_idx, const char *event, int run_idx);
+
+/* ---- rule.c ---- */
+
+/* Event names a rule may listen to; bit i of fw_rule.on. */
+enum {
+    FW_ON_VOUCHER_CREATED = 0,
+    FW_ON_VOUCHER_SIGNED,
+    FW_ON_VOUCHER_SENT,
+    FW_ON_VOUCHER_PAID,
+    FW_ON_VOUCHER_RETURNED,
+    FW_ON_VOUCHER_CANCELLED,
+    FW_ON_INDICATOR_ALLOCATE,
+    FW_ON_INDICATOR_ADJUST,
+    FW_ON_INDICATOR_TRANSFER,
+    FW_ON_PAYROLL_RUN,
+    FW_ON_PAYROLL_LINE,
+    FW_ON_REIMBURSE,
+    FW_ON_SUBSIDY,
+    FW_ON_TICK,
+    FW_ON__COUNT
+};
+/* Bit index of an event type ("voucher.paid"), or -1. */
+int fw_on_index(const char *type);
+
+typedef struct fw_rule_env {
+    fw_etc *etc;          /* borrowed; the rule takes a reference */
+    fw_ledger *ledger;
+    const fw_config *cfg; /* [rule.<id>] overrides, may be NULL */
+    int64_t instr_budget;
+    size_t mem_budget;
+} fw_rule_env;
+
+typedef struct fw_rule {
+    char id[64];
+    char path[1024];
+    char name[256];
+    char level[8];
+    int shadow;
+    unsigned on;            /* FW_ON_* bits */
+    unsigned char sha[32];  /* of the file content */
+    fw_sbx sbx;
+    fw_etc *etc;
+    fw_ledger *ledger;
+    int main_ref, check_ref, defaults_ref, params_ref;
+    /* current call */
+    const fw_event *ev;
+    const char *event_name;
+    int64_t now;
+    fw_hit_list *pending;
+    /* metrics */
+    fw_metric *m_evals, *m_hits, *m_errors, *m_seconds;
+} fw_rule;
+
+/* Compile, run and validate one rule file.  NULL with "FILE[:LINE]: msg". */
+fw_rule *fw_rule_load(const char *path, const fw_rule_env *env, char *err, int errlen);
+void fw_rule_free(fw_rule *r);
+/* Reset params to the file's defaults, then apply overrides from a JSON
+ * object (test case params); values are checked against the defaults' types. */
+int fw_rule_set_params_json(fw_rule *r, const json_t *over, char *err, int errlen);
+
+/* What the engine computed once per payroll part for payroll.run. */
+typedef struct fw_payroll_info {
+    int complete;
+    int64_t total_net;
+} fw_payroll_info;
+
+/* Evaluate this rule for one event (all its dispatch keys).  Appends hits
+ * (a failure appends one rule_error hit).  Returns hits appended. */
+int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_hit_list *hits);
+int fw_rule_tick(fw_rule *r, int64_t now, fw_hit_list *hits);
+/* Compute payroll.run's complete / total_net before the ledger applies. */
+int fw_payroll_info_get(fw_ledger *l, const fw_event *ev, fw_payroll_info *pi);
+
+/* ---- rules_test.c ---- */
+
+/* fw_rules_test_file() with the etc data already loaded. */
+int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *passed,
+                           int *failed, char *err, int errlen);
+
+#endif

@@ -1,0 +1,656 @@
+/*
+ * sandbox.c - one sandboxed lua_State for one rule (or one test file).
+ *
+ * Why a state per rule: a state is the unit Lua gives its own allocator, so
+ * a per-state counting allocator is an exact per-rule memory budget; a rule
+ * cannot reach another rule's tables, upvalues or string metatable; and a
+ * reload swaps whole states, so an old and a new version never share
+ * anything.  The cost is ~40 KiB per rule, which is nothing for a pack of
+ * tens of rules.
+ *
+ * What a rule sees (its globals, via a per-call _ENV):
+ *   base:   assert error ipairs next pairs pcall xpcall rawequal rawget
+ *           rawlen select tonumber tostring type getmetatable setmetatable
+ *           (no __gc: finalizers run with hooks off) _VERSION
+ *   string: all but rep, dump, pack, unpack, packsize; find/match/gmatch/
+ *           gsub with a pattern are guarded (see below)
+ *   table, utf8, math (no random/randomseed)
+ * No io, os, require, load, loadfile, dofile, collectgarbage, rawset, debug,
+ * coroutine, print.  The library tables are read-only proxies, the string
+ * metatable's __index is the sanitized string table and its __metatable is
+ * false, and each call gets a fresh _ENV whose writes are dropped after it.
+ *
+ * Budgets (per call): a count hook every 1000 instructions; when the budget
+ * is spent the hook re-arms itself with count 1 before raising, so a pcall
+ * inside the rule cannot swallow it (the next instruction raises again).
+ * Memory is counted by the allocator; growth past the cap fails (frees and
+ * shrinks never do).  Either trip makes the call fail even if the rule
+ * caught the error.
+ *
+ * Patterns: the hook never fires inside C, and Lua's matcher backtracks
+ * (('a'):rep(600):find('.-.-.-b') runs for tens of seconds).  So a pattern
+ * may be at most 64 bytes, its subject at most 4096 bytes, and its
+ * worst-case matcher work, bounded as (subject+1)^(unbounded quantifiers +
+ * 1 unless anchored), must stay under 10^7 steps; the bound is charged to the
+ * instruction budget (1 instruction per 32 steps).  Plain find is linear and
+ * free of these limits.
+ */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+#include "lua/rule_int.h"
+
+#define HOOK_EVERY 1000
+#define PAT_MAX_LEN 64
+#define PAT_MAX_SUBJECT 4096
+#define PAT_MAX_WORK 1e7
+#define PAT_STEPS_PER_INSTR 32
+
+fw_sbx *fw_sbx_of(lua_State *L)
+{
+    return *(fw_sbx **)lua_getextraspace(L);
+}
+
+/* The counting allocator: the state's memory budget. */
+static void *sbx_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    fw_sbx *s = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        s->used -= old;
+        return NULL;
+    }
+    if (nsize > old && s->used + (nsize - old) > s->limit) {
+        s->mem_tripped = 1;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (!p) {
+        if (nsize <= old)
+            return ptr; /* a shrink never fails: keep the bigger block */
+        return NULL;
+    }
+    s->used = s->used - old + nsize;
+    return p;
+}
+
+static int sbx_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    FW_ERROR("rules.lua_panic", "msg=%s", msg ? msg : "?");
+    abort();
+    return 0;
+}
+
+static void sbx_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    fw_sbx *s = fw_sbx_of(L);
+    s->instr_used += s->hook_step;
+    if (s->instr_tripped || s->instr_used > s->instr_budget) {
+        s->instr_tripped = 1;
+        if (s->hook_step != 1) {
+            /* Raise again on the very next instruction, should the rule
+             * catch this error with pcall. */
+            s->hook_step = 1;
+            lua_sethook(L, sbx_hook, LUA_MASKCOUNT, 1);
+        }
+        luaL_error(L, "instruction budget exceeded");
+    }
+}
+
+void fw_sbx_charge(lua_State *L, int64_t n)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    s->instr_used += n;
+    if (s->instr_used > s->instr_budget) {
+        s->instr_tripped = 1;
+        s->hook_step = 1;
+        lua_sethook(L, sbx_hook, LUA_MASKCOUNT, 1);
+        luaL_error(L, "instruction budget exceeded");
+    }
+}
+
+json_t *fw_sbx_keep(lua_State *L, json_t *j)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    if (!j)
+        return NULL;
+    if (!s->keep)
+        s->keep = json_array();
+    json_array_append_new(s->keep, j);
+    return j;
+}
+
+/* ---- read-only proxies ---- */
+
+static int ro_newindex(lua_State *L)
+{
+    return luaL_error(L, "attempt to modify a read-only table");
+}
+
+/* The real table behind proxy at idx (pushes it), or 0 if not a proxy. */
+static int ro_push_real(lua_State *L, int idx)
+{
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    lua_pushliteral(L, "__newindex");
+    lua_rawget(L, -2);
+    int is_proxy = lua_tocfunction(L, -1) == ro_newindex;
+    lua_pop(L, 1);
+    if (!is_proxy) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushliteral(L, "__index");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int ro_len(lua_State *L)
+{
+    if (!ro_push_real(L, 1))
+        return luaL_error(L, "not a read-only table");
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+    return 1;
+}
+
+static int ro_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 2);
+    if (lua_next(L, -2))
+        return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int ro_pairs(lua_State *L)
+{
+    if (!ro_push_real(L, 1))
+        return luaL_error(L, "not a read-only table");
+    lua_pushcclosure(L, ro_next, 1);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+void fw_sbx_push_readonly(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 6, "read-only table too deep");
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        lua_pushvalue(L, idx);
+        return;
+    }
+    /* Nested tables become proxies first (in place: the table is ours). */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -1) == LUA_TTABLE && !lua_getmetatable(L, -1)) {
+            fw_sbx_push_readonly(L, -1);
+            lua_pushvalue(L, -3); /* key */
+            lua_insert(L, -2);
+            lua_rawset(L, idx);
+        } else if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_pop(L, 1); /* its metatable */
+        }
+        lua_pop(L, 1);
+    }
+    lua_newtable(L); /* proxy */
+    lua_createtable(L, 0, 5);
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ro_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, ro_len);
+    lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, ro_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+}
+
+/* ---- guarded patterns ---- */
+
+static int has_specials(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strchr("^$*+?.([%-", p[i]))
+            return 1;
+    return 0;
+}
+
+/* Worst-case number of matcher steps for pattern p on a subject of n bytes:
+ * each start position times, per quantified item, the lengths it may try. */
+static double pattern_work(const char *p, size_t pl, size_t n)
+{
+    double nn = (double)n + 1, f = 1;
+    size_t i = 0;
+    int anchored = 0;
+    if (pl && p[0] == '^') {
+        anchored = 1;
+        i = 1;
+    }
+    while (i < pl) {
+        char c = p[i];
+        if (c == '(' || c == ')' || (c == '$' && i + 1 == pl)) {
+            i++;
+            continue;
+        }
+        if (c == '%' && i + 1 < pl) {
+            char d = p[i + 1];
+            if (d == 'b') { /* %bxy scans: count it like a quantifier */
+                f *= nn;
+                i += 4;
+                continue;
+            }
+            if (d >= '0' && d <= '9') { /* back-reference: a scan */
+                f *= nn;
+                i += 2;
+                continue;
+            }
+            if (d == 'f') { /* frontier: one set test */
+                i += 2;
+                if (i < pl && p[i] == '[') {
+                    i++;
+                    if (i < pl && p[i] == '^')
+                        i++;
+                    do {
+                        if (i >= pl)
+                            break;
+                        if (p[i++] == '%')
+                            i++;
+                    } while (i < pl && p[i] != ']');
+                    i++;
+                }
+                continue;
+            }
+            i += 2;
+        } else if (c == '[') {
+            i++;
+            if (i < pl && p[i] == '^')
+                i++;
+            do {
+                if (i >= pl)
+                    break;
+                if (p[i++] == '%')
+                    i++;
+            } while (i < pl && p[i] != ']');
+            i++;
+        } else {
+            i++;
+        }
+        if (i < pl) {
+            if (p[i] == '*' || p[i] == '+' || p[i] == '-') {
+                f *= nn;
+                i++;
+            } else if (p[i] == '?') {
+                f *= 2;
+                i++;
+            }
+        }
+    }
+    return (anchored ? 1 : nn) * f;
+}
+
+/* upvalue 1: the real string function; upvalue 2: 1 for find (plain ok). */
+static int guarded_pattern(lua_State *L)
+{
+    size_t n, pl;
+    luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &pl);
+    int is_find = (int)lua_tointeger(L, lua_upvalueindex(2));
+    if (is_find && (lua_toboolean(L, 4) || !has_specials(p, pl))) {
+        fw_sbx_charge(L, (int64_t)(n / 256));
+    } else {
+        if (pl > PAT_MAX_LEN)
+            return luaL_error(L, "pattern longer than %d bytes", PAT_MAX_LEN);
+        if (n > PAT_MAX_SUBJECT)
+            return luaL_error(L,
+                              "subject of %d bytes is too long for a pattern (max %d; use "
+                              "string.find(s, w, 1, true) or ctx.contains)",
+                              (int)n, PAT_MAX_SUBJECT);
+        double work = pattern_work(p, pl, n);
+        if (work > PAT_MAX_WORK)
+            return luaL_error(L, "pattern '%s' too complex for a subject of %d bytes", p, (int)n);
+        fw_sbx_charge(L, (int64_t)(work / PAT_STEPS_PER_INSTR));
+    }
+    int nargs = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, nargs, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int safe_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        lua_rawget(L, 2);
+        if (!lua_isnil(L, -1))
+            return luaL_error(L, "__gc metamethods are not allowed in rules");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* Copy the named fields of the table at src into the table at dst. */
+static void copy_fields(lua_State *L, int src, int dst, const char *const *names)
+{
+    for (; *names; names++) {
+        lua_getfield(L, src, *names);
+        lua_setfield(L, dst, *names);
+    }
+}
+
+static int sbx_setup(lua_State *L)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    static const char *const base_names[] = {
+        "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "rawequal", "rawget",
+        "rawlen", "select", "tonumber", "tostring", "type", "getmetatable", "_VERSION", NULL};
+    static const char *const string_names[] = {"byte", "char", "format", "len", "lower",
+                                               "reverse", "sub", "upper", NULL};
+    static const char *const table_names[] = {"concat", "insert", "move", "pack",
+                                              "remove", "sort", "unpack", NULL};
+    static const char *const math_names[] = {
+        "abs",  "ceil", "cos", "deg",   "exp",        "floor", "fmod",       "huge",
+        "log",  "max",  "maxinteger", "min", "mininteger", "modf", "pi", "rad",
+        "sin",  "sqrt", "tan", "tointeger", "type", "ult", "acos", "asin", "atan", NULL};
+    static const char *const utf8_names[] = {"char", "charpattern", "codes", "codepoint",
+                                             "len", "offset", NULL};
+    static const char *const pattern_names[] = {"find", "match", "gmatch", "gsub"};
+
+    luaL_requiref(L, "_G", luaopen_base, 0);       /* 1 */
+    luaL_requiref(L, "string", luaopen_string, 0); /* 2 */
+    luaL_requiref(L, "table", luaopen_table, 0);   /* 3 */
+    luaL_requiref(L, "math", luaopen_math, 0);     /* 4 */
+    luaL_requiref(L, "utf8", luaopen_utf8, 0);     /* 5 */
+    lua_newtable(L);                               /* 6: G */
+    copy_fields(L, 1, 6, base_names);
+    lua_getfield(L, 1, "setmetatable");
+    lua_pushcclosure(L, safe_setmetatable, 1);
+    lua_setfield(L, 6, "setmetatable");
+
+    lua_newtable(L); /* 7: sanitized string table */
+    copy_fields(L, 2, 7, string_names);
+    for (int i = 0; i < 4; i++) {
+        lua_getfield(L, 2, pattern_names[i]);
+        lua_pushinteger(L, i == 0);
+        lua_pushcclosure(L, guarded_pattern, 2);
+        lua_setfield(L, 7, pattern_names[i]);
+    }
+    /* Strings index the sanitized table; getmetatable("") gives false. */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushvalue(L, 7);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+    fw_sbx_push_readonly(L, 7);
+    lua_setfield(L, 6, "string");
+
+    lua_newtable(L);
+    copy_fields(L, 3, lua_gettop(L), table_names);
+    fw_sbx_push_readonly(L, -1);
+    lua_setfield(L, 6, "table");
+    lua_pop(L, 1);
+    lua_newtable(L);
+    copy_fields(L, 4, lua_gettop(L), math_names);
+    fw_sbx_push_readonly(L, -1);
+    lua_setfield(L, 6, "math");
+    lua_pop(L, 1);
+    lua_newtable(L);
+    copy_fields(L, 5, lua_gettop(L), utf8_names);
+    fw_sbx_push_readonly(L, -1);
+    lua_setfield(L, 6, "utf8");
+    lua_pop(L, 1);
+
+    /* The real globals stay unreachable (every chunk gets its own _ENV),
+     * but empty them anyway. */
+    lua_pushglobaltable(L);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+
+    lua_pushvalue(L, 6);
+    s->genv_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 0, 2); /* env metatable */
+    lua_pushvalue(L, 6);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    s->envmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+void fw_sbx_push_env(lua_State *L)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    lua_newtable(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->envmt_ref);
+    lua_setmetatable(L, -2);
+}
+
+int fw_sbx_open(fw_sbx *s, size_t mem_limit, int64_t instr_budget, void *owner)
+{
+    memset(s, 0, sizeof *s);
+    s->limit = mem_limit;
+    s->instr_budget = instr_budget;
+    s->owner = owner;
+    s->L = lua_newstate(sbx_alloc, s);
+    if (!s->L)
+        return -1;
+    *(fw_sbx **)lua_getextraspace(s->L) = s;
+    lua_atpanic(s->L, sbx_panic);
+    lua_gc(s->L, LUA_GCGEN, 0, 0);
+    lua_pushcfunction(s->L, sbx_setup);
+    if (lua_pcall(s->L, 0, 0, 0) != LUA_OK) {
+        FW_ERROR("rules.sandbox_setup", "msg=%s", lua_tostring(s->L, -1));
+        fw_sbx_close(s);
+        return -1;
+    }
+    return 0;
+}
+
+void fw_sbx_close(fw_sbx *s)
+{
+    if (s->L)
+        lua_close(s->L);
+    s->L = NULL;
+    json_decref(s->keep);
+    s->keep = NULL;
+}
+
+int fw_sbx_call(fw_sbx *s, lua_CFunction f, void *ud, char *err, int errlen)
+{
+    lua_State *L = s->L;
+    lua_settop(L, 0);
+    s->instr_used = 0;
+    s->instr_tripped = 0;
+    s->mem_tripped = 0;
+    s->hook_step = HOOK_EVERY;
+    lua_sethook(L, sbx_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    lua_pushcfunction(L, f);
+    lua_pushlightuserdata(L, ud);
+    int rc = lua_pcall(L, 1, 0, 0);
+    lua_sethook(L, NULL, 0, 0);
+    int failed = rc != LUA_OK || s->instr_tripped || s->mem_tripped;
+    if (failed && err && errlen > 0) {
+        if (s->instr_tripped)
+            snprintf(err, (size_t)errlen, "instruction budget exceeded");
+        else if (s->mem_tripped)
+            snprintf(err, (size_t)errlen, "memory budget exceeded");
+        else if (lua_type(L, -1) == LUA_TSTRING)
+            snprintf(err, (size_t)errlen, "%s", lua_tostring(L, -1));
+        else
+            snprintf(err, (size_t)errlen, "error object is a %s value", luaL_typename(L, -1));
+    }
+    lua_settop(L, 0);
+    json_decref(s->keep);
+    s->keep = NULL;
+    if (failed)
+        lua_gc(L, LUA_GCCOLLECT);
+    return failed ? -1 : 0;
+}
+
+/* ---- JSON <-> Lua ---- */
+
+void fw_push_json(lua_State *L, const json_t *j)
+{
+    luaL_checkstack(L, 4, "JSON nested too deeply");
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *v;
+        lua_createtable(L, 0, (int)json_object_size(j));
+        json_object_foreach((json_t *)j, k, v)
+        {
+            if (json_is_null(v))
+                continue;
+            fw_push_json(L, v);
+            lua_setfield(L, -2, k);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(j);
+        lua_createtable(L, (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            fw_push_json(L, json_array_get(j, i));
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    }
+    case JSON_STRING:
+        lua_pushlstring(L, json_string_value(j), json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        lua_pushinteger(L, (lua_Integer)json_integer_value(j));
+        break;
+    case JSON_REAL:
+        lua_pushnumber(L, json_real_value(j));
+        break;
+    case JSON_TRUE:
+        lua_pushboolean(L, 1);
+        break;
+    case JSON_FALSE:
+        lua_pushboolean(L, 0);
+        break;
+    default:
+        lua_pushnil(L);
+        break;
+    }
+}
+
+static void attach(json_t *parent, const char *key, json_t *v)
+{
+    if (json_is_array(parent))
+        json_array_append_new(parent, v);
+    else
+        json_object_set_new(parent, key, v);
+}
+
+void fw_lua_to_json(lua_State *L, int idx, json_t *parent, const char *key, int empty_array,
+                    int depth)
+{
+    idx = lua_absindex(L, idx);
+    if (depth > 16)
+        luaL_error(L, "table nested too deeply");
+    luaL_checkstack(L, 6, "table nested too deeply");
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return;
+    case LUA_TBOOLEAN:
+        attach(parent, key, json_boolean(lua_toboolean(L, idx)));
+        return;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            attach(parent, key, json_integer((json_int_t)lua_tointeger(L, idx)));
+        } else {
+            double d = lua_tonumber(L, idx);
+            if (!isfinite(d))
+                luaL_error(L, "number is not finite");
+            attach(parent, key, json_real(d));
+        }
+        return;
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        json_t *v = json_stringn(s, len);
+        if (!v)
+            luaL_error(L, "string is not valid UTF-8");
+        attach(parent, key, v);
+        return;
+    }
+    case LUA_TTABLE:
+        break;
+    default:
+        luaL_error(L, "cannot convert a %s value to JSON", luaL_typename(L, idx));
+        return;
+    }
+    int pushed = ro_push_real(L, idx);
+    if (pushed)
+        idx = lua_absindex(L, -1);
+    size_t n = lua_rawlen(L, idx), count = 0;
+    int all_int = 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        count++;
+        if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 ||
+            (size_t)lua_tointeger(L, -2) > n)
+            all_int = 0;
+        lua_pop(L, 1);
+    }
+    if (all_int && count == n && (n > 0 || empty_array)) {
+        json_t *a = json_array();
+        attach(parent, key, a);
+        for (size_t i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, (lua_Integer)i);
+            if (lua_isnil(L, -1))
+                json_array_append_new(a, json_null());
+            else
+                fw_lua_to_json(L, -1, a, NULL, empty_array, depth + 1);
+            lua_pop(L, 1);
+        }
+    } else {
+        json_t *o = json_object();
+        attach(parent, key, o);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            char kbuf[32];
+            const char *k;
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                k = lua_tostring(L, -2);
+            } else if (lua_isinteger(L, -2)) {
+                snprintf(kbuf, sizeof kbuf, "%lld", (long long)lua_tointeger(L, -2));
+                k = kbuf;
+            } else {
+                luaL_error(L, "table key must be a string, not a %s", luaL_typename(L, -2));
+                return;
+            }
+            fw_lua_to_json(L, -1, o, k, empty_array, depth + 1);
+            lua_pop(L, 1);
+        }
+    }
+    if (pushed)
+        lua_pop(L, 1);
+}

@@ -660,17 +660,26 @@ void sms_metrics_init(fw_sms *s)
 {
     static const double lat[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     char labels[96];
+    /* Same-name series registered together: the exposition groups them. */
     for (int k = 0; k < SMS_NKINDS; k++) {
         snprintf(labels, sizeof labels, "kind=\"%s\"", sms_kind_name(k));
         s->m_queued[k] = fw_metric_counter("fundwatch_sms_queued_total",
                                            "SMS written to the outbox, by kind", labels);
+    }
+    for (int k = 0; k < SMS_NKINDS; k++) {
+        snprintf(labels, sizeof labels, "kind=\"%s\"", sms_kind_name(k));
         s->m_sent[k] = fw_metric_counter("fundwatch_sms_sent_total",
                                          "SMS accepted by the carrier, by kind", labels);
+    }
+    for (int k = 0; k < SMS_NKINDS; k++) {
+        snprintf(labels, sizeof labels, "kind=\"%s\"", sms_kind_name(k));
         s->m_segments[k] = fw_metric_counter("fundwatch_sms_segments_total",
                                              "Billed SMS segments accepted, by kind", labels);
-        for (int st = 0; st < NSTATUS; st++) {
+    }
+    for (int st = 0; st < NSTATUS; st++) {
+        for (int k = 0; k < SMS_NKINDS; k++) {
             gauge_cell *c = &cells[st * SMS_NKINDS + k];
-            c->s = s->st ? s : NULL;
+            c->s = s;
             c->status = st;
             c->kind = k;
             snprintf(labels, sizeof labels, "status=\"%s\",kind=\"%s\"", status_names[st],

@@ -97,6 +97,8 @@ static int64_t cfg_duration(const fw_config *cfg, const char *name)
     int64_t secs = 0;
     if (v && fw_al_parse_duration(v, &secs) == 0)
         return secs;
+    if (v) /* a form only the config parser knows */
+        return fw_config_int(cfg, name);
     for (int i = 0; i < fw_alerts_config_nkeys; i++)
         if (strcmp(fw_alerts_config_keys[i].name, name) == 0 &&
             fw_al_parse_duration(fw_alerts_config_keys[i].def, &secs) == 0)
@@ -440,7 +442,7 @@ static int raise_in_txn(fw_alerts *a, const fw_hit *hit, const char *level, cons
     int64_t silence = hit->shadow ? 0 : fw_al_silence_match(a, hit->rule, unit, now);
     if (silence < 0)
         return -1;
-    char *details = json_dumps(hit->details ? hit->details : json_object(), JSON_COMPACT);
+    char *details = hit->details ? json_dumps(hit->details, JSON_COMPACT) : strdup("{}");
     if (!details)
         return -1;
 
@@ -556,6 +558,8 @@ static const char *transition_refusal(const char *from, const char *to, char *bu
     if (strcmp(to, "open") == 0)
         return "an alert cannot be reopened (a new hit opens a new alert)";
     if (strcmp(to, "acknowledged") == 0) {
+        if (strcmp(from, "open") == 0)
+            return NULL;
         snprintf(buf, len, "only an open alert can be acknowledged (this one is %s)", from);
         return buf;
     }

@@ -222,10 +222,20 @@ static int ctx_voucher(lua_State *L)
 /* ctx.history{...} -> {count=, total=} */
 static int ctx_history(lua_State *L)
 {
-    static const char *const allowed[] = {
-        "unit",  "payee_account", "econ_class",      "econ_classes", "settle_method",
-        "payee_type", "amount",   "amount_below",    "since",        "until",
-        "exclude_voucher", "state", "indicator",     NULL};
+    static const char *const allowed[] = {"unit",
+                                          "payee_account",
+                                          "econ_class",
+                                          "econ_classes",
+                                          "settle_method",
+                                          "payee_type",
+                                          "amount",
+                                          "amount_below",
+                                          "since",
+                                          "until",
+                                          "exclude_voucher",
+                                          "state",
+                                          "indicator",
+                                          NULL};
     const char *fn = "ctx.history";
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -336,7 +346,7 @@ static int ctx_run_progress(lua_State *L)
 /* ctx.subsidy_count{emp_id=, unit=, kind=, year=, month=, exclude=} -> n */
 static int ctx_subsidy_count(lua_State *L)
 {
-    static const char *const allowed[] = {"emp_id", "unit", "kind", "year",
+    static const char *const allowed[] = {"emp_id", "unit",    "kind", "year",
                                           "month",  "exclude", NULL};
     const char *fn = "ctx.subsidy_count";
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -349,8 +359,8 @@ static int ctx_subsidy_count(lua_State *L)
     int64_t year = 0, month = 0, n = 0;
     if (!field_int(L, 1, "year", fn, &year) || !field_int(L, 1, "month", fn, &month))
         return luaL_error(L, "%s: year and month are required", fn);
-    if (fw_ledger_subsidy_count(ctx_ledger(L), emp, unit, kind, (int)year, (int)month, excl,
-                                &n) != 0)
+    if (fw_ledger_subsidy_count(ctx_ledger(L), emp, unit, kind, (int)year, (int)month, excl, &n) !=
+        0)
         return luaL_error(L, "%s: store error", fn);
     lua_pushinteger(L, n);
     return 1;

@@ -187,8 +187,10 @@ fw_etc *fw_etc_load(const char *etc_dir, char *err, int errlen)
     snprintf(dir, sizeof dir, "%s/lists", etc_dir ? etc_dir : "etc");
     if (each_txt(e, dir, 0, err, errlen) != 0)
         goto fail;
-    qsort(e->days, (size_t)e->ndays, sizeof *e->days, cmp_day);
-    qsort(e->lists, (size_t)e->nlists, sizeof *e->lists, cmp_list);
+    if (e->ndays)
+        qsort(e->days, (size_t)e->ndays, sizeof *e->days, cmp_day);
+    if (e->nlists)
+        qsort(e->lists, (size_t)e->nlists, sizeof *e->lists, cmp_list);
     return e;
 fail:
     fw_etc_unref(e);
@@ -219,7 +221,7 @@ void fw_etc_unref(fw_etc *e)
 
 int fw_etc_is_workday(const fw_etc *e, int64_t days)
 {
-    if (e) {
+    if (e && e->ndays) {
         cal_day key = {days, 0};
         const cal_day *hit = bsearch(&key, e->days, (size_t)e->ndays, sizeof key, cmp_day);
         if (hit)
@@ -233,7 +235,7 @@ int fw_etc_is_workday(const fw_etc *e, int64_t days)
 
 const char *const *fw_etc_list(const fw_etc *e, const char *name, int *n)
 {
-    if (!e)
+    if (!e || !e->nlists)
         return NULL;
     etc_list key = {(char *)name, NULL, 0};
     const etc_list *l = bsearch(&key, e->lists, (size_t)e->nlists, sizeof key, cmp_list);

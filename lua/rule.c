@@ -30,11 +30,20 @@
 
 #define RULE_MAX_FILE (1 << 20)
 
-static const char *const on_names[FW_ON__COUNT] = {
-    "voucher.created",    "voucher.signed",    "voucher.sent",      "voucher.paid",
-    "voucher.returned",   "voucher.cancelled", "indicator.allocate", "indicator.adjust",
-    "indicator.transfer", "payroll.run",       "payroll.line",      "reimburse",
-    "subsidy",            "tick"};
+static const char *const on_names[FW_ON__COUNT] = {"voucher.created",
+                                                   "voucher.signed",
+                                                   "voucher.sent",
+                                                   "voucher.paid",
+                                                   "voucher.returned",
+                                                   "voucher.cancelled",
+                                                   "indicator.allocate",
+                                                   "indicator.adjust",
+                                                   "indicator.transfer",
+                                                   "payroll.run",
+                                                   "payroll.line",
+                                                   "reimburse",
+                                                   "subsidy",
+                                                   "tick"};
 
 static const char *const rule_keys[] = {"id",   "name",  "level",       "on", "params",
                                         "mode", "check", "description", NULL};
@@ -113,8 +122,7 @@ static void copy_param(lua_State *L, load_args *a, int idx, const char *name)
             count++;
             int vt = lua_type(L, -1);
             if (!lua_isinteger(L, -2) || (vt != LUA_TSTRING && vt != LUA_TNUMBER))
-                load_fail(L, a, name, "params.%s: an array may hold only strings or numbers",
-                          name);
+                load_fail(L, a, name, "params.%s: an array may hold only strings or numbers", name);
             lua_pop(L, 1);
         }
         if (count != n)
@@ -243,8 +251,8 @@ typedef struct params_args {
 
 static int parse_bool(const char *s, int *out)
 {
-    static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no",
-                                                                           "off", "0"};
+    static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no", "off",
+                                                                             "0"};
     for (int i = 0; i < 4; i++) {
         if (strcasecmp(s, t[i]) == 0)
             return *out = 1, 0;
@@ -416,8 +424,7 @@ static int id_from_path(const char *path, char *id, size_t idlen)
     if (n <= 4 || strcmp(base + n - 4, ".lua") != 0 || n - 4 >= idlen)
         return -1;
     for (size_t i = 0; i < n - 4; i++)
-        if (!(islower((unsigned char)base[i]) || isdigit((unsigned char)base[i]) ||
-              base[i] == '_'))
+        if (!(islower((unsigned char)base[i]) || isdigit((unsigned char)base[i]) || base[i] == '_'))
             return -1;
     memcpy(id, base, n - 4);
     id[n - 4] = '\0';
@@ -455,8 +462,7 @@ fw_rule *fw_rule_load(const char *path, const fw_rule_env *env, char *err, int e
         goto fail;
     snprintf(r->path, sizeof r->path, "%s", path);
     if (id_from_path(path, r->id, sizeof r->id) != 0) {
-        snprintf(err, (size_t)errlen, "%s: file name must be <id>.lua with id [a-z0-9_]+",
-                 path);
+        snprintf(err, (size_t)errlen, "%s: file name must be <id>.lua with id [a-z0-9_]+", path);
         goto fail;
     }
     src = read_file(path, &len, err, errlen);
@@ -494,8 +500,8 @@ fw_rule *fw_rule_load(const char *path, const fw_rule_env *env, char *err, int e
 
     char labels[128];
     snprintf(labels, sizeof labels, "rule=\"%s\"", r->id);
-    r->m_evals = fw_metric_counter("fundwatch_rule_evaluations_total",
-                                   "Rule check calls, per rule", labels);
+    r->m_evals =
+        fw_metric_counter("fundwatch_rule_evaluations_total", "Rule check calls, per rule", labels);
     r->m_hits = fw_metric_counter("fundwatch_rule_hits_total", "Rule hits, per rule", labels);
     r->m_errors = fw_metric_counter("fundwatch_rule_errors_total",
                                     "Rule failures (error or budget), per rule", labels);
@@ -525,11 +531,11 @@ typedef enum { CALL_EVENT, CALL_LINE, CALL_TICK } call_mode;
 typedef struct call_args {
     fw_rule *r;
     call_mode mode;
-    const char *event;       /* dispatch name */
-    const json_t *body;      /* CALL_EVENT */
+    const char *event;  /* dispatch name */
+    const json_t *body; /* CALL_EVENT */
     const fw_payroll_info *pi;
-    int run_ref;             /* CALL_LINE: the run table */
-    lua_Integer line;        /* CALL_LINE: 1-based */
+    int run_ref;      /* CALL_LINE: the run table */
+    lua_Integer line; /* CALL_LINE: 1-based */
     const char *subject_kind;
     char subject_id[300];
     const char *unit;
@@ -612,8 +618,8 @@ static void collect_hit_table(lua_State *L, call_args *a, int idx)
     if (!probe)
         luaL_error(L, "check returned a message that is not valid UTF-8");
     json_decref(probe);
-    fw_hit *h = fw_hit_list_add(&a->pending, r->id, level, r->shadow, msg, NULL, key, skind,
-                                sid, unit, a->event_id, r->now);
+    fw_hit *h = fw_hit_list_add(&a->pending, r->id, level, r->shadow, msg, NULL, key, skind, sid,
+                                unit, a->event_id, r->now);
     int dt = lua_getfield(L, idx, "details");
     if (dt == LUA_TTABLE) {
         lua_pushnil(L);
@@ -646,9 +652,9 @@ static void collect_result(lua_State *L, call_args *a, int idx)
         json_decref(probe);
         if (a->mode == CALL_TICK)
             luaL_error(L, "tick hits must name a subject {kind=, id=}");
-        fw_hit_list_add(&a->pending, a->r->id, a->r->level, a->r->shadow,
-                        lua_tostring(L, idx), NULL, NULL, a->subject_kind, a->subject_id,
-                        a->unit, a->event_id, a->r->now);
+        fw_hit_list_add(&a->pending, a->r->id, a->r->level, a->r->shadow, lua_tostring(L, idx),
+                        NULL, NULL, a->subject_kind, a->subject_id, a->unit, a->event_id,
+                        a->r->now);
         return;
     }
     case LUA_TTABLE:
@@ -820,8 +826,8 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
                 char msg[400];
                 snprintf(msg, sizeof msg, "规则 %s 执行失败: %s", r->id, why);
                 fw_metric_add(r->m_errors, 1);
-                fw_hit_list_add(hits, "rule_error", "orange", r->shadow, msg, NULL, r->id,
-                                "rule", r->id, a.unit, a.event_id, r->now);
+                fw_hit_list_add(hits, "rule_error", "orange", r->shadow, msg, NULL, r->id, "rule",
+                                r->id, a.unit, a.event_id, r->now);
                 return added + 1;
             }
             a.run_ref = ra.ref;

@@ -29,15 +29,15 @@
 
 typedef struct fw_sbx {
     lua_State *L;
-    size_t used, limit;   /* bytes held by the state, cap */
-    int mem_tripped;      /* an allocation was refused during this call */
+    size_t used, limit; /* bytes held by the state, cap */
+    int mem_tripped;    /* an allocation was refused during this call */
     int64_t instr_used, instr_budget;
     int instr_tripped;
-    int hook_step;        /* the current hook count */
-    int genv_ref;         /* registry: the sandbox globals (never handed out) */
-    int envmt_ref;        /* registry: metatable of per-call envs */
-    void *owner;          /* the fw_rule (or NULL in a test-file state) */
-    json_t *keep;         /* json values to release after the current call */
+    int hook_step; /* the current hook count */
+    int genv_ref;  /* registry: the sandbox globals (never handed out) */
+    int envmt_ref; /* registry: metatable of per-call envs */
+    void *owner;   /* the fw_rule (or NULL in a test-file state) */
+    json_t *keep;  /* json values to release after the current call */
 } fw_sbx;
 
 /* Open a sandboxed state.  0 or -1. */
@@ -114,7 +114,7 @@ enum {
 int fw_on_index(const char *type);
 
 typedef struct fw_rule_env {
-    fw_etc *etc;          /* borrowed; the rule takes a reference */
+    fw_etc *etc; /* borrowed; the rule takes a reference */
     fw_ledger *ledger;
     const fw_config *cfg; /* [rule.<id>] overrides, may be NULL */
     int64_t instr_budget;
@@ -127,8 +127,8 @@ typedef struct fw_rule {
     char name[256];
     char level[8];
     int shadow;
-    unsigned on;            /* FW_ON_* bits */
-    unsigned char sha[32];  /* of the file content */
+    unsigned on;           /* FW_ON_* bits */
+    unsigned char sha[32]; /* of the file content */
     fw_sbx sbx;
     fw_etc *etc;
     fw_ledger *ledger;
@@ -165,7 +165,7 @@ int fw_payroll_info_get(fw_ledger *l, const fw_event *ev, fw_payroll_info *pi);
 /* ---- rules_test.c ---- */
 
 /* fw_rules_test_file() with the etc data already loaded. */
-int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *passed,
-                           int *failed, char *err, int errlen);
+int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *passed, int *failed,
+                           char *err, int errlen);
 
 #endif

@@ -122,8 +122,8 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
                 if (rc < 0)
                     memcpy(why, terr, sizeof terr);
                 else
-                    snprintf(why, sizeof why, "%.900s: %d of %d test cases failed", path,
-                             failed, passed + failed);
+                    snprintf(why, sizeof why, "%.900s: %d of %d test cases failed", path, failed,
+                             passed + failed);
                 fw_rule_free(x);
                 x = NULL;
             }
@@ -132,8 +132,7 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
             problems++;
             append_err(err, errlen, why);
             char q[600];
-            FW_WARN("rules.load_failed", "file=%s reason=%s", path,
-                    fw_log_quote(why, q, sizeof q));
+            FW_WARN("rules.load_failed", "file=%s reason=%s", path, fw_log_quote(why, q, sizeof q));
             /* Keep the previous version of this rule, if any. */
             char id[256];
             const char *base = strrchr(path, '/');
@@ -264,8 +263,9 @@ int fw_rules_record_version(const fw_rules *r, fw_store *st, int64_t now)
         char hex[65];
         for (int k = 0; k < 32; k++)
             snprintf(hex + 2 * k, 3, "%02x", r->rules[i]->sha[k]);
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "id", r->rules[i]->id, "sha256",
-                                              hex, "mode", r->rules[i]->shadow ? "shadow" : "live"));
+        json_array_append_new(list,
+                              json_pack("{s:s, s:s, s:s}", "id", r->rules[i]->id, "sha256", hex,
+                                        "mode", r->rules[i]->shadow ? "shadow" : "live"));
     }
     char *text = json_dumps(list, JSON_COMPACT);
     json_decref(list);

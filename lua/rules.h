@@ -40,13 +40,13 @@
 typedef struct fw_rules fw_rules;
 
 typedef struct fw_rules_opts {
-    const char *dir;       /* rules directory */
-    const char *etc_dir;   /* dir holding calendar/ and lists/ (default "etc") */
-    fw_ledger *ledger;     /* reads for ctx (daemon/ledger.h) */
-    const fw_config *cfg;  /* [rule.<id>] param overrides; may be NULL */
-    int run_tests;         /* run each rule's .test.lua before accepting it */
-    int64_t instr_budget;  /* per call; default 1,000,000 instructions */
-    size_t mem_budget;     /* per rule state bytes; default 32 MiB */
+    const char *dir;      /* rules directory */
+    const char *etc_dir;  /* dir holding calendar/ and lists/ (default "etc") */
+    fw_ledger *ledger;    /* reads for ctx (daemon/ledger.h) */
+    const fw_config *cfg; /* [rule.<id>] param overrides; may be NULL */
+    int run_tests;        /* run each rule's .test.lua before accepting it */
+    int64_t instr_budget; /* per call; default 1,000,000 instructions */
+    size_t mem_budget;    /* per rule state bytes; default 32 MiB */
 } fw_rules_opts;
 
 #define FW_RULES_DEFAULT_INSTR 1000000

@@ -99,8 +99,8 @@ static void describe_hits(const fw_hit_list *h, char *out, size_t outlen)
     size_t l = 0;
     out[0] = '\0';
     for (int i = 0; i < h->n && l + 8 < outlen; i++)
-        l += (size_t)snprintf(out + l, outlen - l, "%s[%s %s] %s", i ? "; " : "",
-                              h->items[i].rule, h->items[i].level, h->items[i].message);
+        l += (size_t)snprintf(out + l, outlen - l, "%s[%s %s] %s", i ? "; " : "", h->items[i].rule,
+                              h->items[i].level, h->items[i].message);
 }
 
 static int compare_hits(const fw_hit_list *hits, const json_t *expect, char *why, size_t whylen)
@@ -109,8 +109,8 @@ static int compare_hits(const fw_hit_list *hits, const json_t *expect, char *why
     char got[700];
     describe_hits(hits, got, sizeof got);
     if ((size_t)hits->n != want) {
-        snprintf(why, whylen, "expected %zu hit(s), got %d%s%s", want, hits->n,
-                 hits->n ? ": " : "", got);
+        snprintf(why, whylen, "expected %zu hit(s), got %d%s%s", want, hits->n, hits->n ? ": " : "",
+                 got);
         return -1;
     }
     for (size_t i = 0; i < want; i++) {
@@ -203,8 +203,7 @@ static int feed_events(fw_rule *r, fw_ledger *lg, const json_t *events, fw_hit_l
 }
 
 /* One case; 0 passed, -1 failed (why filled). */
-static int run_case(const char *rule_path, fw_etc *etc, const json_t *c, char *why,
-                    size_t whylen)
+static int run_case(const char *rule_path, fw_etc *etc, const json_t *c, char *why, size_t whylen)
 {
     static const fw_migration migs[] = {{"ledger", fw_ledger_schema}};
     int rc = -1;
@@ -260,8 +259,8 @@ static void rule_id_of(const char *path, char *id, size_t n)
         id[l - 4] = '\0';
 }
 
-int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *passed,
-                           int *failed, char *err, int errlen)
+int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *passed, int *failed,
+                           char *err, int errlen)
 {
     char test_path[2048], id[256];
     size_t pl = strlen(rule_path);

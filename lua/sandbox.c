@@ -359,18 +359,19 @@ static int sbx_setup(lua_State *L)
 {
     fw_sbx *s = fw_sbx_of(L);
     static const char *const base_names[] = {
-        "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "rawequal", "rawget",
-        "rawlen", "select", "tonumber", "tostring", "type", "getmetatable", "_VERSION", NULL};
-    static const char *const string_names[] = {"byte", "char", "format", "len", "lower",
-                                               "reverse", "sub", "upper", NULL};
-    static const char *const table_names[] = {"concat", "insert", "move", "pack",
-                                              "remove", "sort", "unpack", NULL};
+        "assert",   "error",    "ipairs",       "next",     "pairs",  "pcall",
+        "xpcall",   "rawequal", "rawget",       "rawlen",   "select", "tonumber",
+        "tostring", "type",     "getmetatable", "_VERSION", NULL};
+    static const char *const string_names[] = {"byte",    "char", "format", "len", "lower",
+                                               "reverse", "sub",  "upper",  NULL};
+    static const char *const table_names[] = {"concat", "insert", "move",   "pack",
+                                              "remove", "sort",   "unpack", NULL};
     static const char *const math_names[] = {
-        "abs",  "ceil", "cos", "deg",   "exp",        "floor", "fmod",       "huge",
-        "log",  "max",  "maxinteger", "min", "mininteger", "modf", "pi", "rad",
-        "sin",  "sqrt", "tan", "tointeger", "type", "ult", "acos", "asin", "atan", NULL};
+        "abs", "ceil",       "cos",  "deg",        "exp",  "floor", "fmod", "huge", "log",
+        "max", "maxinteger", "min",  "mininteger", "modf", "pi",    "rad",  "sin",  "sqrt",
+        "tan", "tointeger",  "type", "ult",        "acos", "asin",  "atan", NULL};
     static const char *const utf8_names[] = {"char", "charpattern", "codes", "codepoint",
-                                             "len", "offset", NULL};
+                                             "len",  "offset",      NULL};
     static const char *const pattern_names[] = {"find", "match", "gmatch", "gsub"};
 
     luaL_requiref(L, "_G", luaopen_base, 0);       /* 1 */
@@ -615,8 +616,7 @@ void fw_lua_to_json(lua_State *L, int idx, json_t *parent, const char *key, int 
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         count++;
-        if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 ||
-            (size_t)lua_tointeger(L, -2) > n)
+        if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || (size_t)lua_tointeger(L, -2) > n)
             all_int = 0;
         lua_pop(L, 1);
     }

@@ -2,7 +2,9 @@
 --
 -- For each payroll line, the first case that applies (key names it):
 --   "run":         the same id_no on another line of this run part
---                  (ctx.run.lines; every such line gets its own hit);
+--                  (ctx.run.lines; every such line gets its own hit), or on
+--                  a line of an earlier part of the same run when
+--                  ctx.period_lines returns those;
 --   "unit":        the same id_no paid in a run of ANOTHER unit for the same
 --                  period (ctx.period_lines{id_no=});
 --   "account":     the same bank account under a different id_no in this
@@ -40,6 +42,14 @@ return {
       }
     end
     for _, l in ipairs(ctx.period_lines(run.period, { id_no = v.id_no })) do
+      if l.run_id == run.run_id then
+        return {
+          message = ("%s 在工资批次 %s 的多个分包中重复出现（%s）"):format(who, run.run_id,
+            l.emp_id or ""),
+          details = { net = v.net },
+          key = "run",
+        }
+      end
       if l.unit_code ~= run.unit_code then
         return {
           message = ("%s 在 %s 期同时由单位 %s（批次 %s）和单位 %s（批次 %s）发放工资"):format(who,

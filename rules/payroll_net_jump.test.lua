@@ -36,8 +36,10 @@ return {
   { name = "hit: the previous period was paid by another unit (transfer between units)",
     events = { ind1(), ind2(), run("101002", "2024-05", "5084.00"), run("101001", "2024-06", "8000.00") },
     expect = { { level = "orange", match = "上期在单位 101002" } } },
+  -- March 4700 -> May 6000 is +1300 (no hit); June 7000 is +1000 on May but
+  -- would be +2300 (49 %) on March.
   { name = "excluded: the latest earlier period decides, not an older one",
-    events = { ind1(), ind2(), run("101001", "2024-03", "3000.00"), run("101002", "2024-05", "6000.00"),
+    events = { ind1(), ind2(), run("101001", "2024-03", "4700.00"), run("101002", "2024-05", "6000.00"),
                run("101001", "2024-06", "7000.00") },
     expect = {} },
   { name = "excluded: no earlier period",

@@ -16,6 +16,40 @@ local function tail4(s)
   return #s > 4 and s:sub(-4) or s
 end
 
+-- Index of the part's lines by id_no (count) and by account (lines in
+-- order), so that a part of N lines costs O(N) and not O(N^2).  The engine
+-- hands every line of one part the same ctx.run table, so the index is
+-- built at the first line, reused while ctx.run is that table, and dropped
+-- after the part's last line; any other table simply rebuilds it.
+local memo = {}
+
+local function part_index(run)
+  if memo.run ~= run then
+    local ids, accts = {}, {}
+    for _, l in ipairs(run.lines or {}) do
+      local id = l.id_no or ""
+      ids[id] = (ids[id] or 0) + 1
+      if l.account and l.account ~= "" then
+        local a = accts[l.account]
+        if a == nil then
+          a = {}
+          accts[l.account] = a
+        end
+        a[#a + 1] = l
+      end
+    end
+    memo.run, memo.ids, memo.accts = run, ids, accts
+  end
+  return memo.ids, memo.accts
+end
+
+local function release_if_last(run, v)
+  local lines = run.lines
+  if lines and lines[#lines] == v then
+    memo.run, memo.ids, memo.accts = nil, nil, nil
+  end
+end
+
 return {
   id = "payroll_duplicate_person",
   name = "重复发放工资",
@@ -25,13 +59,16 @@ return {
   description = "同一身份证号在同一批次出现两次，或同期在两个单位的工资中出现；或同期一个银行账户对应两个身份证号。",
   check = function(v, ctx)
     local run = ctx.run
+    local ids, accts = part_index(run)
+    release_if_last(run, v)
     local who = ("%s（%s，身份证尾号 %s）"):format(v.name or "", v.emp_id or "", tail4(v.id_no))
-    local same_id, other_id_same_acct = 0, nil
-    for _, l in ipairs(run.lines or {}) do
-      if l.id_no == v.id_no then
-        same_id = same_id + 1
-      elseif v.account and v.account ~= "" and l.account == v.account then
-        other_id_same_acct = other_id_same_acct or l
+    local same_id, other_id_same_acct = ids[v.id_no or ""] or 0, nil
+    if v.account and v.account ~= "" then
+      for _, l in ipairs(accts[v.account] or {}) do
+        if l.id_no ~= v.id_no then
+          other_id_same_acct = l
+          break
+        end
       end
     end
     if same_id >= 2 then

@@ -6,8 +6,10 @@
 -- amount of the unit's indicators of that year flagged `sangong`
 -- (ctx.allocated_by_flag).  Red when spend > 100 % of it, yellow when
 -- spend >= params.warn_pct percent (integer percent, default 90).  With
--- nothing allocated any 三公 spend is over 100 % (red).  Shares are compared
--- in integers (spend * 100 >= warn_pct * allocated), never as floats.
+-- nothing allocated the share is undefined and the rule is silent: 三公
+-- spending from an indicator without the flag is sangong_diversion's case.
+-- Shares are compared in integers (spend * 100 >= warn_pct * allocated),
+-- never as floats.
 local function sorted_keys(set)
   local out = {}
   for k in pairs(set) do out[#out + 1] = k end
@@ -16,7 +18,6 @@ local function sorted_keys(set)
 end
 
 local function pct_text(spend, allocated)
-  if allocated <= 0 then return "—" end
   -- one decimal, integer arithmetic, rounded half up
   local tenths = (spend * 1000 + allocated // 2) // allocated
   return ("%d.%d%%"):format(tenths // 10, tenths % 10)
@@ -41,6 +42,9 @@ return {
                             since = since, ["until"] = now }
     local spend = h.total + v.amount
     local allocated = ctx.allocated_by_flag(v.unit_code, year, "sangong")
+    if allocated <= 0 then
+      return nil
+    end
     local details = { amount = v.amount, spend = spend, allocated = allocated,
                       warn_pct = ctx.params.warn_pct }
     if spend > allocated then

@@ -532,6 +532,30 @@ static void test_config_errors_name_the_key(void **state)
     check_config_error("[supervisor.a]\nwebhook = ftp://x\n", "supervisor.a.webhook:");
 }
 
+static void test_example_config_loads_and_routes(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/etc/alerts.example.conf", fw_t_src());
+    char *ini = fw_t_read_file(path, NULL);
+    assert_non_null(ini);
+    at_fx *f = at_open(ini);
+    free(ini);
+    assert_int_equal(f->a->nsups, 3);
+    assert_int_equal(f->a->nroutes, 2);
+    assert_int_equal(f->a->group_window, 60);
+    assert_int_equal(f->a->deadline[3], 1800);
+    fw_hit h = at_hit("over_balance", "red", "102003", "ZF1", "e1");
+    assert_int_equal(at_raise(f, &h, NULL), 1);
+    assert_int_equal(f->nhooks, 1); /* wang */
+    assert_int_equal(f->nsms, 2);   /* wang, li */
+    h = at_hit("over_balance", "red", "301001", "ZF2", "e2");
+    assert_int_equal(at_raise(f, &h, NULL), 1);
+    assert_int_equal(f->nhooks, 1);
+    assert_int_equal(f->nsms, 3); /* li */
+    at_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -544,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_webhook_retries_with_backoff_then_gives_up),
         cmocka_unit_test(test_feed_waits_for_a_publisher_and_sms_for_a_sink),
         cmocka_unit_test(test_config_errors_name_the_key),
+        cmocka_unit_test(test_example_config_loads_and_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/log.h"
 #include "daemon/timeutil.h"
@@ -164,13 +165,22 @@ static int64_t backoff_ms(fw_sms *s, int attempts)
 
 /* ---- scheduling ---- */
 
+/* The pump timer is a libevent (monotonic) timer: compare against the same
+ * clock, not fw_clock (which tests move, and which may jump). */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void sms_sender_schedule(fw_sms *s, int64_t delay_ms)
 {
     if (!s->pump_ev || s->stopping)
         return;
     if (delay_ms < 0)
         delay_ms = 0;
-    int64_t at = fw_clock_now_ms() + delay_ms;
+    int64_t at = mono_ms() + delay_ms;
     if (s->pump_pending && s->pump_at_ms <= at)
         return;
     struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)((delay_ms % 1000) * 1000)};
@@ -326,7 +336,8 @@ static void on_http_done(void *ud, const sms_http_result *r)
     apply_outcome(s, m, &o);
     msg_free(m);
     if (s->stopping) {
-        if (s->inflight == 0 && s->base)
+        /* only our own shutdown loop: never break the caller's */
+        if (s->inflight == 0 && s->shutdown_looping)
             event_base_loopbreak(s->base);
         return;
     }
@@ -581,6 +592,17 @@ void sms_sender_stop(fw_sms *s)
     numbers_free(s);
 }
 
+static void mute_libevent_log(int severity, const char *msg)
+{
+    (void)severity, (void)msg;
+}
+
+static void on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
+{
+    fw_sms *s = arg;
+    event_base_loopbreak(s->base);
+}
+
 void fw_sms_shutdown(fw_sms *s, int timeout_ms)
 {
     if (!s || !s->base)
@@ -592,24 +614,38 @@ void fw_sms_shutdown(fw_sms *s, int timeout_ms)
     if (s->inflight == 0)
         return;
     FW_INFO("sms.shutdown", "in_flight=%d wait_ms=%d", s->inflight, timeout_ms);
-    /* From inside a loop callback the loop cannot be run again (libevent
-     * refuses re-entry): the requests then finish while the caller's loop
-     * keeps turning, and whatever is still open at fw_sms_free stays
-     * `sending`, to be reconciled at the next start. */
-    if (event_base_get_running_event(s->base) != NULL)
+    /* From inside a loop callback the loop cannot be run again: libevent
+     * refuses re-entry (event_base_loop returns -1 and warns).  A
+     * non-blocking probe, with the warning muted, finds out (libevent 2.1's
+     * event_base_get_running_event cannot: it crashes outside a callback).
+     * Then the requests finish while the caller's loop keeps turning, and
+     * whatever is still open at fw_sms_free stays `sending`, reconciled at
+     * the next start.  Our own wait uses a private timer and loopbreak, not
+     * loopexit, so nothing is left behind to stop the caller's loop later. */
+    event_set_log_callback(mute_libevent_log);
+    int probe = event_base_loop(s->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    event_set_log_callback(NULL);
+    if (probe < 0) {
+        FW_INFO("sms.shutdown_in_loop", "in_flight=%d", s->inflight);
         return;
-    int64_t deadline = fw_clock_now_ms() + timeout_ms;
-    while (s->inflight > 0) {
-        int64_t left = deadline - fw_clock_now_ms();
+    }
+    struct event *tick = evtimer_new(s->base, on_shutdown_tick, s);
+    int64_t deadline = mono_ms() + timeout_ms;
+    s->shutdown_looping = 1;
+    while (tick && s->inflight > 0) {
+        int64_t left = deadline - mono_ms();
         if (left <= 0)
             break;
         if (left > 100)
             left = 100;
         struct timeval tv = {0, (suseconds_t)(left * 1000)};
-        event_base_loopexit(s->base, &tv);
+        evtimer_add(tick, &tv);
         if (event_base_loop(s->base, 0) < 0)
             break;
     }
+    if (tick)
+        event_free(tick);
+    s->shutdown_looping = 0;
     if (s->inflight > 0)
         FW_WARN("sms.shutdown_unfinished", "in_flight=%d", s->inflight);
 }

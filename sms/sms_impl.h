@@ -133,6 +133,7 @@ struct fw_sms {
     int64_t tokens_at_ms;
     int inflight;
     int stopping;
+    int shutdown_looping; /* fw_sms_shutdown is running the loop */
     uint64_t log_seq;
     uint64_t rng;
     sms_number **numbers;

@@ -62,6 +62,7 @@ UNION_MIN = 1_000_000
 BONUS_WORDS = ("奖", "补", "贴", "加班", "慰问")
 STUCK_HOURS = 48
 RETURNED_N, RETURNED_DAYS = 3, 30
+RUSH_PCT = 50
 RETIRE_AGE = 60
 JUMP_PCT, JUMP_MIN = 30, 200_000
 REIMBURSE_LARGE = 2_000_000
@@ -701,10 +702,13 @@ class City:
             return r.randrange(5, 40) * 1_000_000
         return r.randrange(3, 40) * 1_000_000
 
-    def project_ind(self, u, econ, flags=(), allocation=None):
-        """A dedicated project indicator (used by plants)."""
-        self.project_seq += 1
-        ind = Indicator(u, econ, flags=flags, project=f"P{YEAR}-{self.project_seq:04d}")
+    def dedicated_ind(self, u, econ, flags=(), allocation=None, project=True):
+        """An indicator only a plant uses, with a fixed allocation."""
+        code = None
+        if project:
+            self.project_seq += 1
+            code = f"P{YEAR}-{self.project_seq:04d}"
+        ind = Indicator(u, econ, flags=flags, project=code)
         ind.voucher_ok = False
         if allocation is not None:
             ind.final, ind.fixed = allocation, True
@@ -1057,9 +1061,10 @@ class City:
             return v
 
         day = self.day
-        # over_balance: a small project indicator used only by this voucher.
+        # over_balance: a small indicator used only by this voucher (no project
+        # code, so year_end_rush stays quiet when --day is in Nov-Dec).
         u = next(nxt)
-        ind = self.project_ind(u, "30227", allocation=2_000_000)
+        ind = self.dedicated_ind(u, "30227", allocation=2_000_000, project=False)
         pv("over_balance", u, ind, 2_680_000, self.day_at(10, 21), company("consult"), "信息系统运维服务费")
         # unknown_indicator
         u = next(nxt)
@@ -1088,7 +1093,7 @@ class City:
            Company(self.person_name(), acct, bank, "individual"), "课题研究劳务费")
         # very_large_payment
         u = next(nxt)
-        ind = self.project_ind(u, "31005", flags=["direct"], allocation=3_000_000_000)
+        ind = self.dedicated_ind(u, "31005", flags=["direct"], allocation=3_000_000_000)
         ind.fund_source = "中央直达资金"
         pv("very_large_payment", u, ind, 1_250_000_000, self.day_at(9, 15), company("construction"),
            "崤山路道路改造工程进度款")
@@ -1239,7 +1244,9 @@ class City:
                     else:
                         ind.final = (ind.spend * 6 * r.randrange(105, 116) // 100 + 999999) // 1000000 * 1000000
                     continue
-                want = ind.spend * r.randrange(160, 300) // 100 + ind.base
+                # projects keep paid under year_end_rush's 50% share even if --day is in Nov-Dec
+                lo, hi = (250, 400) if ind.project else (160, 300)
+                want = ind.spend * r.randrange(lo, hi) // 100 + ind.base
                 ind.final = (want + 99999) // 100000 * 100000
         # transfers (调剂, 增人增资): from an ordinary indicator to the salary indicator
         ops = []  # (time, unit, data)
@@ -1444,7 +1451,7 @@ class City:
             m.data["id"] = f"evt-{i:07d}"
         lines = []
         redeliver = None
-        if self.a.plant:
+        if self.a.plant and self.a.redeliver:
             signed = [m for m in self.msgs if m.kind == "voucher" and m.data.get("event") == "signed"
                       and m.t.date() == self.day]
             redeliver = signed[len(signed) // 2] if signed else None
@@ -1574,6 +1581,8 @@ def predict_hits(records, cal):
     subsidies = set()
     sent_open = {}                     # voucher_no -> sent time (waiting for paid/returned/cancelled)
     stuck_done = set()
+    rush_paid = Counter()              # indicator id -> paid since 1 November (project indicators)
+    rush_done = set()
     last_tick = None
 
     def hit(rule, kind, sid, line):
@@ -1597,6 +1606,11 @@ def predict_hits(records, cal):
                 if no not in stuck_done and last_tick - st >= dt.timedelta(hours=STUCK_HOURS):
                     stuck_done.add(no)
                     hit("stuck_voucher", "voucher", no, vouchers[no]["line"])
+            if last_tick.month >= 11:
+                for iid, paid in rush_paid.items():
+                    if iid not in rush_done and paid * 100 > inds[iid]["allocated"] * RUSH_PCT:
+                        rush_done.add(iid)
+                        hit("year_end_rush", "indicator", iid, 0)
 
     for line, subject, d in records:
         if d["id"] in seen_ids:
@@ -1689,7 +1703,7 @@ def predict_hits(records, cal):
                     hit("union_payee", "voucher", no, line)
                 if ptype == "individual" and has_any(purpose, BONUS_WORDS):
                     hit("bonus_outside_payroll", "voucher", no, line)
-                v = {"no": no, "amount": amt, "ind": i, "state": "created", "t": t, "acct": acct, "econ": econ,
+                v = {"no": no, "amount": amt, "ind": i, "ind_id": d["indicator_id"], "state": "created", "t": t, "acct": acct, "econ": econ,
                      "cash": d["settle_method"] == "cash", "line": line}
                 if i:
                     i["frozen"] += amt
@@ -1711,9 +1725,14 @@ def predict_hits(records, cal):
                 if ev == "paid" and prev != "paid":
                     i["frozen"] -= amt
                     i["paid"] += amt
+                    if i["project"] and t.month >= 11:
+                        rush_paid[v["ind_id"]] += amt
+                        v["rush"] = True
                 elif ev in ("cancelled", "returned"):
                     if prev == "paid":
                         i["paid"] -= amt
+                        if v.get("rush"):
+                            rush_paid[v["ind_id"]] -= amt
                     else:
                         i["frozen"] -= amt
             v["state"] = ev
@@ -1826,6 +1845,8 @@ def main(argv=None):
                                                        "calendar"), help="holiday calendar directory")
     ap.add_argument("--no-plant", dest="plant", action="store_false",
                     help="clean traffic only: no planted violations or malformed messages")
+    ap.add_argument("--redeliver", action="store_true",
+                    help="repeat one message verbatim (same id), as NATS may redeliver it; it must change nothing")
     ap.add_argument("--list-planted", action="store_true", help="print the planted cases as JSON lines on stdout")
     ap.add_argument("--verify", metavar="FILE", help="check an existing file and print what the pack should raise")
     a = ap.parse_args(argv)

@@ -278,7 +278,7 @@ static void push_from_string(lua_State *L, int d, const char *name, const char *
             luaL_error(L, "param %s: '%s' is not a number", name, s);
         lua_pushnumber(L, v);
     } else if (lua_type(L, d) == LUA_TBOOLEAN) {
-        int b;
+        int b = 0;
         if (parse_bool(s, &b) != 0)
             luaL_error(L, "param %s: '%s' is not a boolean", name, s);
         lua_pushboolean(L, b);
@@ -775,6 +775,13 @@ static int do_push_run(lua_State *L)
     return 0;
 }
 
+static int do_drop_run(lua_State *L)
+{
+    run_args *a = lua_touserdata(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
+    return 0;
+}
+
 int fw_payroll_info_get(fw_ledger *l, const fw_event *ev, fw_payroll_info *pi)
 {
     int seen = 0;
@@ -845,7 +852,7 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
                 }
                 added += n;
             }
-            luaL_unref(r->sbx.L, LUA_REGISTRYINDEX, ra.ref);
+            fw_sbx_call(&r->sbx, do_drop_run, &ra, NULL, 0);
         }
         return added;
     }

@@ -1,0 +1,319 @@
+/*
+ * bench_rules.c - throughput of the rule engine on voucher.created.
+ *
+ *   bench_rules [RULES_DIR] [HISTORY_VOUCHERS] [MEASURED_VOUCHERS]
+ *   (defaults: ./rules, 1000000, 20000; etc/ next to RULES_DIR or ./etc)
+ *
+ * Builds a ledger in an in-memory SQLite database (BENCH_RULES_FILE=1: a
+ * file in TMPDIR, WAL, synchronous=NORMAL) with
+ * 1,000 indicators over 100 units and HISTORY_VOUCHERS past vouchers (five
+ * months, 5,000 payee accounts, a third paid, some cancelled), all through
+ * fw_event_decode + fw_ledger_apply in transactions of 20,000.  Then feeds
+ * MEASURED_VOUCHERS new vouchers through fw_rules_eval (every rule that sees
+ * voucher.created) followed by fw_ledger_apply, the pipeline's order, and
+ * reports vouchers/s and the p50/p99/max of the eval time per voucher.
+ * Last, the sandbox overhead: the cost of one call of an empty rule
+ * (event -> Lua table, fresh _ENV and ctx, budgets, pcall).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "daemon/event.h"
+#include "daemon/hit.h"
+#include "daemon/ledger.h"
+#include "daemon/log.h"
+#include "daemon/metrics.h"
+#include "daemon/money.h"
+#include "daemon/store.h"
+#include "daemon/timeutil.h"
+#include "lua/rules.h"
+#include "tests/support/harness.h"
+
+#define NUNITS 100
+#define NIND 1000
+#define NPAYEES 5000
+#define T_START 1704067200LL /* 2024-01-01T00:00:00+08:00 minus 8h: near enough */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t rng = 88172645463325252ULL;
+static uint64_t xr(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void apply_json(fw_ledger *lg, const char *subject, const char *json)
+{
+    fw_event ev;
+    fw_decode_error e;
+    if (fw_event_decode(subject, json, strlen(json), &ev, &e) != 0) {
+        fprintf(stderr, "decode: %s: %s\n%s\n", e.field, e.reason, json);
+        exit(1);
+    }
+    fw_ledger_result res;
+    if (fw_ledger_apply(lg, &ev, &res) != 0) {
+        fprintf(stderr, "ledger apply failed\n");
+        exit(1);
+    }
+    fw_event_clear(&ev);
+}
+
+static int voucher_json(char *buf, size_t n, long seq, int64_t at, int unit, int ind, int payee,
+                        int64_t fen, const char *settle)
+{
+    char ts[40], amt[32];
+    fw_time_format(at, ts, sizeof ts);
+    fw_money_format(fen, amt, sizeof amt);
+    return snprintf(
+        buf, n,
+        "{\"id\":\"evt-v%ld\",\"event\":\"created\",\"occurred_at\":\"%s\","
+        "\"voucher_no\":\"ZF%09ld\",\"year\":2024,\"unit_code\":\"%06d\",\"unit_name\":\"单位%d\","
+        "\"indicator_id\":\"ZB2024-%06d-%04d\",\"func_class\":\"2050201\",\"econ_class\":\"%s\","
+        "\"pay_method\":\"direct\",\"settle_method\":\"%s\",\"payee_name\":\"供应商%d\","
+        "\"payee_account\":\"6222%012d\",\"payee_bank\":\"建行\",\"payee_type\":\"%s\","
+        "\"payer_name\":\"单位%d\",\"payer_account\":\"4105%012d\",\"fund_type\":\"1\","
+        "\"amount\":\"%s\",\"purpose\":\"%s\"}",
+        seq, ts, seq, 101000 + unit, unit, 101000 + unit, ind, (ind % 3) ? "30201" : "30211",
+        settle, payee, payee, payee % 10 == 0 ? "individual" : "company", unit, unit, amt,
+        (seq % 7) ? "办公用品采购" : "会议费");
+}
+
+static void voucher_event_json(char *buf, size_t n, long seq, long vno, int64_t at, int unit,
+                               const char *event)
+{
+    char ts[40];
+    fw_time_format(at, ts, sizeof ts);
+    snprintf(buf, n,
+             "{\"id\":\"evt-e%ld\",\"event\":\"%s\",\"occurred_at\":\"%s\",\"voucher_no\":"
+             "\"ZF%09ld\",\"unit_code\":\"%06d\"%s}",
+             seq, event, ts, vno, 101000 + unit,
+             strcmp(event, "cancelled") == 0 ? ",\"reason\":\"作废\"" : "");
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void measure(fw_rules *r, fw_ledger *lg, fw_store *st, long first, int n, int64_t t0,
+                    double *per, double *total)
+{
+    char json[4096], subj[64];
+    fw_hit_list hits = {0};
+    long hitc = 0;
+    double start = now_s();
+    fw_store_begin(st);
+    for (int i = 0; i < n; i++) {
+        int unit = (int)(xr() % NUNITS), ind = unit * 10 + (int)(xr() % 10);
+        int payee = (int)(xr() % NPAYEES);
+        int64_t fen = (int64_t)(xr() % 5000000) + 100;
+        voucher_json(json, sizeof json, first + i, t0 + i * 30, unit, ind % 10 + 1, payee, fen,
+                     (i % 50) ? "transfer" : "cash");
+        snprintf(subj, sizeof subj, "fiscal.voucher.%06d", 101000 + unit);
+        fw_event ev;
+        fw_decode_error e;
+        if (fw_event_decode(subj, json, strlen(json), &ev, &e) != 0) {
+            fprintf(stderr, "decode: %s: %s\n", e.field, e.reason);
+            exit(1);
+        }
+        double a = now_s();
+        fw_rules_eval(r, &ev, &hits);
+        per[i] = now_s() - a;
+        fw_ledger_result res;
+        fw_ledger_apply(lg, &ev, &res);
+        fw_event_clear(&ev);
+        hitc += hits.n;
+        fw_hit_list_clear(&hits);
+        if (i % 1000 == 999) {
+            fw_store_commit(st);
+            fw_store_begin(st);
+        }
+    }
+    fw_store_commit(st);
+    *total = now_s() - start;
+    fw_hit_list_free(&hits);
+    printf("  hits: %ld (%.2f per voucher)\n", hitc, (double)hitc / n);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : "rules";
+    long nhist = argc > 2 ? atol(argv[2]) : 1000000;
+    int nmeas = argc > 3 ? atoi(argv[3]) : 20000;
+    fw_log_set_level(FW_LOG_ERROR);
+
+    char etc[2048];
+    struct stat sb;
+    snprintf(etc, sizeof etc, "%s/../etc", dir);
+    if (stat(etc, &sb) != 0)
+        snprintf(etc, sizeof etc, "etc");
+
+    char *tmp = fw_t_tmpdir("bench-rules");
+    char dbpath[1024], err[4096];
+    /* BENCH_RULES_FILE=1: a database file in TMPDIR instead of memory. */
+    if (getenv("BENCH_RULES_FILE"))
+        snprintf(dbpath, sizeof dbpath, "%s/ledger.db", tmp);
+    else
+        snprintf(dbpath, sizeof dbpath, ":memory:");
+    fw_migration m = {"ledger", fw_ledger_schema};
+    fw_store *st = fw_store_open(dbpath, &m, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
+    if (!st) {
+        fprintf(stderr, "store: %s\n", err);
+        return 1;
+    }
+    fw_ledger *lg = fw_ledger_new(st);
+    char json[4096], subj[64];
+
+    /* Loading is set-up, not what is measured: no fsync while loading. */
+    fw_store_exec(st, "PRAGMA synchronous=OFF");
+    /* 1,000 indicators: 10 per unit. */
+    double t = now_s();
+    fw_store_begin(st);
+    for (int i = 0; i < NIND; i++) {
+        int unit = i / 10, k = i % 10 + 1;
+        snprintf(json, sizeof json,
+                 "{\"id\":\"evt-i%d\",\"op\":\"allocate\",\"occurred_at\":"
+                 "\"2024-01-02T09:00:00+08:00\",\"doc_no\":\"三财预〔2024〕%d号\","
+                 "\"indicator_id\":\"ZB2024-%06d-%04d\",\"year\":2024,\"unit_code\":\"%06d\","
+                 "\"func_class\":\"2050201\",\"econ_class\":\"%s\",\"fund_type\":\"1\","
+                 "\"fund_source\":\"一般公共预算\",\"amount\":\"900000000.00\",\"flags\":[%s]}",
+                 i, i, 101000 + unit, k, 101000 + unit, (k % 3) ? "30201" : "30211",
+                 k == 1 ? "\"salary\"" : (k == 2 ? "\"sangong\"" : ""));
+        snprintf(subj, sizeof subj, "fiscal.indicator.%06d", 101000 + unit);
+        apply_json(lg, subj, json);
+    }
+    fw_store_commit(st);
+
+    /* History: nhist vouchers over Jan..May 2024. */
+    int64_t span = 150LL * 86400;
+    fw_store_begin(st);
+    long ev_seq = 0;
+    for (long i = 0; i < nhist; i++) {
+        int unit = (int)(xr() % NUNITS), k = (int)(xr() % 10) + 1;
+        int payee = (int)(xr() % NPAYEES);
+        int64_t at = T_START + (int64_t)((double)span * (double)i / (double)nhist);
+        int64_t fen = (int64_t)(xr() % 2000000) + 100;
+        voucher_json(json, sizeof json, i, at, unit, k, payee, fen, (i % 40) ? "transfer" : "cash");
+        snprintf(subj, sizeof subj, "fiscal.voucher.%06d", 101000 + unit);
+        apply_json(lg, subj, json);
+        if (i % 3 == 0) {
+            static const char *const flow[] = {"signed", "sent", "paid"};
+            for (int f = 0; f < 3; f++) {
+                voucher_event_json(json, sizeof json, ev_seq++, i, at + 3600 * (f + 1), unit,
+                                   flow[f]);
+                apply_json(lg, subj, json);
+            }
+        } else if (i % 50 == 1) {
+            voucher_event_json(json, sizeof json, ev_seq++, i, at + 600, unit, "cancelled");
+            apply_json(lg, subj, json);
+        }
+        if (i % 20000 == 19999) {
+            fw_store_commit(st);
+            fw_store_begin(st);
+        }
+    }
+    fw_store_commit(st);
+    double load_s = now_s() - t;
+    printf("ledger: %d indicators, %ld past vouchers (+%ld later events) loaded in %.1f s "
+           "(%.0f events/s)\n",
+           NIND, nhist, ev_seq, load_s, (double)(nhist + ev_seq + NIND) / load_s);
+
+    fw_store_exec(st, "PRAGMA synchronous=NORMAL");
+    fw_rules_opts o = {.dir = dir, .etc_dir = etc, .ledger = lg};
+    fw_rules *r = fw_rules_new(&o, err, sizeof err);
+    if (!r) {
+        fprintf(stderr, "rules: %s\n", err);
+        return 1;
+    }
+    if (err[0])
+        fprintf(stderr, "rule problems: %s\n", err);
+    printf("rules: %d loaded from %s (version %s)\n", fw_rules_count(r), dir, fw_rules_version(r));
+
+    double *per = malloc(sizeof *per * (size_t)nmeas), total;
+    int64_t t0 = T_START + span + 86400;
+    measure(r, lg, st, nhist + 1, nmeas, t0, per, &total);
+    double eval_sum = 0;
+    for (int i = 0; i < nmeas; i++)
+        eval_sum += per[i];
+    qsort(per, (size_t)nmeas, sizeof *per, cmp_d);
+    printf("voucher.created through all rules: %.0f vouchers/s eval only, %.0f vouchers/s "
+           "eval+ledger+commit; eval p50 %.1f us, p99 %.1f us, max %.1f us (%d vouchers)\n",
+           nmeas / eval_sum, nmeas / total, per[nmeas / 2] * 1e6, per[(int)(nmeas * 0.99)] * 1e6,
+           per[nmeas - 1] * 1e6, nmeas);
+    /* Where the time goes: the slowest rules by their seconds counter. */
+    typedef struct {
+        const char *id;
+        double s, n;
+    } cost;
+    cost costs[256];
+    int nc = 0;
+    for (int i = 0; i < fw_rules_count(r) && nc < 256; i++) {
+        char labels[128];
+        snprintf(labels, sizeof labels, "rule=\"%s\"", fw_rules_id(r, i));
+        costs[nc].id = fw_rules_id(r, i);
+        costs[nc].s = fw_metric_value(fw_metric_counter("fundwatch_rule_seconds_total",
+                                                        "Time spent in rule calls, per rule",
+                                                        labels));
+        costs[nc].n = fw_metric_value(fw_metric_counter(
+            "fundwatch_rule_evaluations_total", "Rule check calls, per rule", labels));
+        nc++;
+    }
+    for (int i = 0; i < nc; i++)
+        for (int j = i + 1; j < nc; j++)
+            if (costs[j].s > costs[i].s) {
+                cost x = costs[i];
+                costs[i] = costs[j];
+                costs[j] = x;
+            }
+    printf("  slowest rules (mean per call):");
+    for (int i = 0; i < nc && i < 6; i++)
+        if (costs[i].n > 0)
+            printf(" %s %.1f us;", costs[i].id, costs[i].s / costs[i].n * 1e6);
+    printf("\n");
+    fw_rules_free(r);
+
+    /* Sandbox overhead: one empty rule. */
+    char edir[1100], path[1200];
+    snprintf(edir, sizeof edir, "%s/empty", tmp);
+    mkdir(edir, 0700);
+    snprintf(path, sizeof path, "%s/empty.lua", edir);
+    fw_t_write_file(path, "return { id = 'empty', name = 'empty', level = 'blue',\n"
+                          "  on = { 'voucher.created' }, check = function(v, ctx) end }\n");
+    fw_rules_opts eo = {.dir = edir, .etc_dir = etc, .ledger = lg};
+    fw_rules *er = fw_rules_new(&eo, err, sizeof err);
+    voucher_json(json, sizeof json, 999999999, t0, 1, 1, 1, 100000, "transfer");
+    fw_event ev;
+    fw_decode_error de;
+    fw_event_decode("fiscal.voucher.101001", json, strlen(json), &ev, &de);
+    fw_hit_list hits = {0};
+    int calls = 200000;
+    double a = now_s();
+    for (int i = 0; i < calls; i++)
+        fw_rules_eval(er, &ev, &hits);
+    double per_call = (now_s() - a) / calls;
+    printf("sandbox overhead: empty rule call %.2f us (event -> Lua table, fresh _ENV and ctx, "
+           "budgets, pcall, metrics)\n",
+           per_call * 1e6);
+    fw_event_clear(&ev);
+    fw_hit_list_free(&hits);
+    fw_rules_free(er);
+    free(per);
+    fw_ledger_free(lg);
+    fw_store_close(st);
+    fw_t_rmtree(tmp);
+    free(tmp);
+    return 0;
+}

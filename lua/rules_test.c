@@ -4,8 +4,9 @@
  * A test file rules/<id>.test.lua runs in its own sandbox whose globals add
  * `fx` (lua/fixture.lua, compiled in) and `require_fixture()`; it returns a
  * list of cases {name, params, events, expect}.  The cases are turned into
- * JSON there, then each case runs with a fresh copy of the rule and a fresh
- * in-memory ledger: every event goes through the real decoder
+ * JSON there, then each case runs with a fresh copy of the rule and an
+ * empty in-memory ledger (one store per file, each case in a transaction
+ * that is rolled back): every event goes through the real decoder
  * (fw_event_decode), this rule alone (fw_rule_eval, pre-state), then
  * fw_ledger_apply; an event with subject "tick" runs the rule's tick.  The
  * hits of the whole case are compared, in order, with `expect` (level,
@@ -202,14 +203,13 @@ static int feed_events(fw_rule *r, fw_ledger *lg, const json_t *events, fw_hit_l
     return 0;
 }
 
-/* One case; 0 passed, -1 failed (why filled). */
-static int run_case(const char *rule_path, fw_etc *etc, const json_t *c, char *why, size_t whylen)
+/* One case, inside a transaction that is rolled back afterwards, so every
+ * case starts from an empty ledger.  0 passed, -1 failed (why filled). */
+static int run_case(const char *rule_path, fw_etc *etc, fw_store *st, fw_ledger *lg,
+                    const json_t *c, char *why, size_t whylen)
 {
-    static const fw_migration migs[] = {{"ledger", fw_ledger_schema}};
     int rc = -1;
     char err[600] = "";
-    fw_store *st = NULL;
-    fw_ledger *lg = NULL;
     fw_rule *r = NULL;
     fw_hit_list hits = {0};
     const json_t *params = json_object_get(c, "params");
@@ -217,14 +217,8 @@ static int run_case(const char *rule_path, fw_etc *etc, const json_t *c, char *w
     const json_t *expect = json_object_get(c, "expect");
     if (!json_is_array(events) || !json_is_array(expect)) {
         snprintf(why, whylen, "a case needs events = {...} and expect = {...}");
-        goto cleanup;
+        return -1;
     }
-    st = fw_store_open(":memory:", migs, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
-    if (!st) {
-        snprintf(why, whylen, "store: %s", err);
-        goto cleanup;
-    }
-    lg = fw_ledger_new(st);
     fw_rule_env env = {etc, lg, NULL, 0, 0};
     r = fw_rule_load(rule_path, &env, err, sizeof err);
     if (!r) {
@@ -235,18 +229,18 @@ static int run_case(const char *rule_path, fw_etc *etc, const json_t *c, char *w
         snprintf(why, whylen, "params: %s", err);
         goto cleanup;
     }
-    fw_store_begin(st);
+    if (fw_store_begin(st) != 0) {
+        snprintf(why, whylen, "store: cannot begin");
+        goto cleanup;
+    }
     int fed = feed_events(r, lg, events, &hits, why, whylen);
-    fw_store_commit(st);
+    fw_store_rollback(st);
     if (fed != 0)
         goto cleanup;
     rc = compare_hits(&hits, expect, why, whylen);
 cleanup:
     fw_hit_list_free(&hits);
     fw_rule_free(r);
-    fw_ledger_free(lg);
-    if (st)
-        fw_store_close(st);
     return rc;
 }
 
@@ -312,6 +306,13 @@ int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *p
         json_decref(a.root);
         return -1;
     }
+    static const fw_migration migs[] = {{"ledger", fw_ledger_schema}};
+    fw_store *st = fw_store_open(":memory:", migs, 1, 0, FW_SYNC_NORMAL, err, errlen);
+    if (!st) {
+        json_decref(a.root);
+        return -1;
+    }
+    fw_ledger *lg = fw_ledger_new(st);
     int any_failed = 0;
     size_t i;
     const json_t *c;
@@ -324,7 +325,7 @@ int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *p
             snprintf(namebuf, sizeof namebuf, "case %zu", i + 1);
             name = namebuf;
         }
-        if (run_case(rule_path, etc, c, why, sizeof why) == 0) {
+        if (run_case(rule_path, etc, st, lg, c, why, sizeof why) == 0) {
             (*passed)++;
             if (out)
                 fprintf(out, "ok   %s: %s\n", id, name);
@@ -335,6 +336,8 @@ int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *p
                 fprintf(out, "FAIL %s: %s: %s\n", id, name, why);
         }
     }
+    fw_ledger_free(lg);
+    fw_store_close(st);
     json_decref(a.root);
     return any_failed;
 }
@@ -362,14 +365,17 @@ static int is_rule_file(const struct dirent *d)
     return 1;
 }
 
-/* etc/ next to the rules directory when there is one, else ./etc. */
-static void pick_etc_dir(const char *dir, char *out, size_t n)
+/* For an explicit DIR, the etc/ next to it when there is one; otherwise the
+ * configured rules.etc, else ./etc. */
+static void pick_etc_dir(const char *dir, int explicit_dir, const fw_config *cfg, char *out,
+                         size_t n)
 {
     struct stat sb;
     snprintf(out, n, "%s/../etc", dir);
-    if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode))
+    if (explicit_dir && stat(out, &sb) == 0 && S_ISDIR(sb.st_mode))
         return;
-    snprintf(out, n, "etc");
+    const char *conf = cfg ? fw_config_get(cfg, "rules.etc") : NULL;
+    snprintf(out, n, "%s", conf ? conf : "etc");
 }
 
 int fw_rules_cli_main(int argc, char **argv, const fw_config *cfg)
@@ -387,7 +393,7 @@ int fw_rules_cli_main(int argc, char **argv, const fw_config *cfg)
     if (!dir)
         dir = "rules";
     char etc_dir[2048], err[2048];
-    pick_etc_dir(dir, etc_dir, sizeof etc_dir);
+    pick_etc_dir(dir, argc > 1, cfg, etc_dir, sizeof etc_dir);
     fw_etc *etc = fw_etc_load(etc_dir, err, sizeof err);
     if (!etc) {
         fprintf(stderr, "%s\n", err);

@@ -398,7 +398,8 @@ static void print_balances(const json_t *v, const char *indent)
     printf("%s  func_class %s  econ_class %s  fund_type %s  fund_source %s  project %s"
            "  flags %s\n",
            indent, jget(v, "func_class"), jget(v, "econ_class"), jget(v, "fund_type"),
-           jget(v, "fund_source"), jget(v, "project_code"), fl[0] ? fl : "-");
+           jget(v, "fund_source"), jget(v, "project_code")[0] ? jget(v, "project_code") : "-",
+           fl[0] ? fl : "-");
     printf("%s  allocated %18s\n", indent, jget(v, "allocated"));
     printf("%s  frozen    %18s\n", indent, jget(v, "frozen"));
     printf("%s  paid      %18s\n", indent, jget(v, "paid"));
@@ -522,6 +523,9 @@ static int cli_trace(fw_ledger *l, const char *no, int as_json)
                jget(r, "indicator_id"));
     else
         printf("\nReservation: none (nothing frozen)\n");
+    if (json_array_size(json_object_get(t, "entries")))
+        printf("%8s  %-25s  %-12s %16s %16s %16s %16s %16s  %s  %s\n", "SEQ", "OCCURRED_AT", "KIND",
+               "AMOUNT", "ALLOCATED", "FROZEN", "PAID", "AVAILABLE", "CAUSE", "EVENT");
     json_array_foreach(json_object_get(t, "entries"), i, e) print_entry_row(e);
     json_t *ind = json_object_get(t, "indicator");
     if (json_is_object(ind) && json_object_get(ind, "allocated")) {

@@ -489,20 +489,23 @@ typedef struct webhook_job {
     char *body;
 } webhook_job;
 
-/* Mark due webhook rows `sending` (committed), then start them. */
+/* Mark due webhook rows `sending` (committed), then start them.  Called
+ * after every batch: when nothing is due it only reads. */
 static void start_due_webhooks(fw_alerts *a, int64_t now)
 {
     if (!a->sinks.webhook)
         return;
     int own = 0;
-    if (fw_al_begin(a, &own) != 0)
-        return;
     if (!a->sending_reset) {
         /* Rows a crash left mid-POST: send them again. */
+        if (fw_al_begin(a, &own) != 0)
+            return;
         sqlite3_stmt *s = fw_store_stmt(a->st, "UPDATE alert_notifications SET status ="
                                                " 'pending' WHERE status = 'sending'");
-        sqlite3_step(s);
+        int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -1;
         fw_store_done(s);
+        if (fw_al_end(a, own, rc) != 0)
+            return;
         a->sending_reset = 1;
     }
     int64_t ids[128];
@@ -514,6 +517,8 @@ static void start_due_webhooks(fw_alerts *a, int64_t now)
     while (n < 128 && sqlite3_step(s) == SQLITE_ROW)
         ids[n++] = sqlite3_column_int64(s, 0);
     fw_store_done(s);
+    if (n == 0 || fw_al_begin(a, &own) != 0)
+        return;
 
     webhook_job jobs[128];
     int njobs = 0;
@@ -535,6 +540,8 @@ static void start_due_webhooks(fw_alerts *a, int64_t now)
                 jobs[njobs].url = strdup(a->sups[sup].webhook);
                 jobs[njobs].body = body;
                 njobs++;
+            } else {
+                status = "pending"; /* out of memory: the next flush tries again */
             }
         }
         json_decref(payload);

@@ -369,7 +369,7 @@ int fw_al_routes_load(fw_alerts *a, const fw_config *cfg, char *err, int errlen)
                         r->name, s->name);
         }
     }
-    FW_INFO("alerts.routes", "supervisors=%d routes=%d", a->nsups, a->nroutes);
+    FW_DEBUG("alerts.routes", "supervisors=%d routes=%d", a->nsups, a->nroutes);
     return 0;
 }
 

@@ -3,13 +3,33 @@
 -- Reading: payee_type "own_unit", or a payee_name equal to payer_name (when
 -- given) or to unit_name.  Names are compared after trimming surrounding
 -- white space (ASCII and the full-width space); payer_name is optional.
+
+-- Trims ASCII white space and the full-width space U+3000 (E3 80 80) from
+-- both ends, without Lua patterns (names are free text of any length).
 local function trim(s)
   s = s or ""
-  s = s:gsub("^[%s]+", ""):gsub("[%s]+$", "")
-  -- full-width space U+3000 (E3 80 80)
-  while s:sub(1, 3) == "\227\128\128" do s = s:sub(4) end
-  while #s >= 3 and s:sub(-3) == "\227\128\128" do s = s:sub(1, -4) end
-  return s
+  local i, j = 1, #s
+  while true do
+    local b = s:byte(i)
+    if i <= j and (b == 32 or (b and b >= 9 and b <= 13)) then
+      i = i + 1
+    elseif i + 2 <= j and s:sub(i, i + 2) == "\227\128\128" then
+      i = i + 3
+    else
+      break
+    end
+  end
+  while true do
+    local b = s:byte(j)
+    if j >= i and (b == 32 or (b and b >= 9 and b <= 13)) then
+      j = j - 1
+    elseif j - 2 >= i and s:sub(j - 2, j) == "\227\128\128" then
+      j = j - 3
+    else
+      break
+    end
+  end
+  return s:sub(i, j)
 end
 
 return {

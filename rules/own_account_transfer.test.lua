@@ -11,4 +11,7 @@ return {
   { name = "near miss: a company whose name contains the unit name",
     events = { fx.voucher{ payee_name = "三门峡市教育局印刷厂" } },
     expect = {} },
+  { name = "hit: full-width spaces around the unit name",
+    events = { fx.voucher{ payer_name = "三门峡市教育局零余额账户", payee_name = "　三门峡市教育局　" } },
+    expect = { { level = "orange", match = "与预算单位名称相同" } } },
 }

@@ -38,4 +38,8 @@ return {
   { name = "near miss: 2026-10-08 (Thursday) is an ordinary working day in 2026",
     events = { fx.voucher{ occurred_at = "2026-10-08T10:00:00+08:00" } },
     expect = {} },
+  { name = "param override: night from 20:30",
+    params = { night_from = "20:30" },
+    events = { fx.voucher{ occurred_at = "2024-06-03T20:30:00+08:00" } },
+    expect = { { match = "夜间 20:30–06:00" } } },
 }

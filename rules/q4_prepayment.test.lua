@@ -23,4 +23,9 @@ return {
     events = { fx.voucher{ occurred_at = "2024-12-15T10:00:00+08:00", econ_class = "30217",
                            purpose = "接待外省考察团餐费", amount = "20000.00" } },
     expect = {} },
+  { name = "param override: watch from September, other econ classes",
+    params = { from_month = 9, econ_classes = { "30201" } },
+    events = { fx.voucher{ occurred_at = "2024-09-30T23:59:59+08:00", econ_class = "30201",
+                           purpose = "预存办公用品款", amount = "20000.00" } },
+    expect = { { level = "yellow", match = "9 月以“预存”名义" } } },
 }

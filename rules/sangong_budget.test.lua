@@ -41,4 +41,8 @@ return {
   { name = "excluded: no sangong allocation at all (left to sangong_diversion)",
     events = { fx.indicator{}, fx.voucher{ econ_class = "30231", amount = "100.00" } },
     expect = {} },
+  { name = "param override: warn at 50 %",
+    params = { warn_pct = 50 },
+    events = { sg_indicator(), sg("5000.00") },
+    expect = { { level = "yellow", match = "预警线 50%" } } },
 }

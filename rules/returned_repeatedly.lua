@@ -3,7 +3,9 @@
 -- On voucher.returned: the payee_account of the stored voucher had, with
 -- this return, >= params.count returned vouchers (any unit) within
 -- params.days days (returned time >= now - days*24h, inclusive).  This
--- voucher is counted once even if it was returned before.
+-- voucher is counted once.  Only a return the flow allows (from sent or
+-- paid) is a 退票; a return out of order (e.g. a second return of the same
+-- voucher) is flow_out_of_order's case and is not counted here.
 return {
   id = "returned_repeatedly",
   name = "同一收款账户多次退票",
@@ -14,6 +16,9 @@ return {
   check = function(v, ctx)
     local stored = ctx.voucher(v.voucher_no)
     if stored == nil or stored.payee_account == nil or stored.payee_account == "" then
+      return nil
+    end
+    if stored.state ~= "sent" and stored.state ~= "paid" then
       return nil
     end
     local now = ctx.now()

@@ -40,4 +40,10 @@ return {
                  returned("ZF2024RR0013", "2024-06-10", "62220200000000000099"),
                  returned("ZF2024RR0014", "2024-06-20")),
     expect = {} },
+  { name = "excluded: a return out of order (voucher never sent) is not a 退票",
+    events = cat(returned("ZF2024RR0015", "2024-06-01"), returned("ZF2024RR0016", "2024-06-10"),
+                 { fx.voucher{ voucher_no = "ZF2024RR0017", occurred_at = "2024-06-20T09:00:00+08:00" },
+                   fx.voucher_event{ voucher_no = "ZF2024RR0017", event = "returned",
+                                     occurred_at = "2024-06-20T10:00:00+08:00" } }),
+    expect = {} },
 }

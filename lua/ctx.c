@@ -450,6 +450,7 @@ static int ctx_utf8len(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
+    fw_sbx_charge(L, (int64_t)(n / 256));
     lua_Integer c = 0;
     for (size_t i = 0; i < n; i++)
         if (((unsigned char)s[i] & 0xC0) != 0x80)
@@ -464,6 +465,7 @@ static int ctx_contains(lua_State *L)
     size_t n, wn;
     const char *s = luaL_checklstring(L, 1, &n);
     const char *w = luaL_checklstring(L, 2, &wn);
+    fw_sbx_charge(L, (int64_t)(n / 256));
     lua_pushboolean(L, memmem(s, n, w, wn) != NULL);
     return 1;
 }

@@ -27,6 +27,13 @@
  * shrinks never do).  Either trip makes the call fail even if the rule
  * caught the error.
  *
+ * The count hook only sees VM instructions, so work done in C is charged to
+ * the same budget: every 64 bytes allocated cost one instruction (string
+ * building, concatenation of long strings), linear scans (utf8.len,
+ * tonumber, plain find, ctx.contains/utf8len) one per 256 bytes, and
+ * table.move one per 4 elements (at most 10^6).  Not charged: comparing two
+ * long strings with == or <, bounded by the memory cap.
+ *
  * Patterns: the hook never fires inside C, and Lua's matcher backtracks
  * (('a'):rep(600):find('.-.-.-b') runs for tens of seconds).  So a pattern
  * may be at most 64 bytes, its subject at most 4096 bytes, and its
@@ -50,6 +57,9 @@
 #define PAT_MAX_SUBJECT 4096
 #define PAT_MAX_WORK 1e7
 #define PAT_STEPS_PER_INSTR 32
+#define ALLOC_BYTES_PER_INSTR 64
+#define SCAN_BYTES_PER_INSTR 256
+#define MOVE_MAX 1000000
 
 fw_sbx *fw_sbx_of(lua_State *L)
 {
@@ -66,9 +76,18 @@ static void *sbx_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         s->used -= old;
         return NULL;
     }
-    if (nsize > old && s->used + (nsize - old) > s->limit) {
-        s->mem_tripped = 1;
-        return NULL;
+    if (nsize > old) {
+        if (s->used + (nsize - old) > s->limit) {
+            s->mem_tripped = 1;
+            return NULL;
+        }
+        /* Bytes allocated cost instructions too: C functions and the VM's
+         * concatenation copy whole strings in one "instruction". */
+        s->instr_used += (int64_t)((nsize - old) / ALLOC_BYTES_PER_INSTR);
+        if (s->instr_budget && s->instr_used > s->instr_budget) {
+            s->instr_tripped = 1;
+            return NULL;
+        }
     }
     void *p = realloc(ptr, nsize);
     if (!p) {
@@ -331,6 +350,33 @@ static int guarded_pattern(lua_State *L)
     return lua_gettop(L);
 }
 
+/* Linear scans in C (utf8.len, tonumber on a string): charge the length of
+ * the first string argument.  upvalue 1: the real function. */
+static int charged_scan(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TSTRING)
+        fw_sbx_charge(L, (int64_t)(lua_rawlen(L, 1) / SCAN_BYTES_PER_INSTR));
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* table.move loops in C over the whole range, even over nils. */
+static int safe_move(lua_State *L)
+{
+    lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+    if (e >= f) {
+        if (e - f >= MOVE_MAX)
+            return luaL_error(L, "table.move of more than %d elements", MOVE_MAX);
+        fw_sbx_charge(L, (int64_t)(e - f) / 4);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 static int safe_setmetatable(lua_State *L)
 {
     if (lua_type(L, 2) == LUA_TTABLE) {
@@ -384,6 +430,9 @@ static int sbx_setup(lua_State *L)
     lua_getfield(L, 1, "setmetatable");
     lua_pushcclosure(L, safe_setmetatable, 1);
     lua_setfield(L, 6, "setmetatable");
+    lua_getfield(L, 1, "tonumber");
+    lua_pushcclosure(L, charged_scan, 1);
+    lua_setfield(L, 6, "tonumber");
 
     lua_newtable(L); /* 7: sanitized string table */
     copy_fields(L, 2, 7, string_names);
@@ -406,6 +455,9 @@ static int sbx_setup(lua_State *L)
 
     lua_newtable(L);
     copy_fields(L, 3, lua_gettop(L), table_names);
+    lua_getfield(L, 3, "move");
+    lua_pushcclosure(L, safe_move, 1);
+    lua_setfield(L, -2, "move");
     fw_sbx_push_readonly(L, -1);
     lua_setfield(L, 6, "table");
     lua_pop(L, 1);
@@ -416,6 +468,9 @@ static int sbx_setup(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     copy_fields(L, 5, lua_gettop(L), utf8_names);
+    lua_getfield(L, 5, "len");
+    lua_pushcclosure(L, charged_scan, 1);
+    lua_setfield(L, -2, "len");
     fw_sbx_push_readonly(L, -1);
     lua_setfield(L, 6, "utf8");
     lua_pop(L, 1);

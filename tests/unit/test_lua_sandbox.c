@@ -33,6 +33,9 @@ static const expectation hostile[] = {
     {"sec_pattern", "too complex"},
     {"sec_gc", "__gc metamethods are not allowed"},
     {"sec_ctx_tamper", "read-only table"},
+    {"sec_table_move", "table.move of more than"},
+    {"sec_copy_loop", "instruction budget exceeded"},
+    {"sec_scan_loop", "instruction budget exceeded"},
 };
 #define NHOSTILE (int)(sizeof hostile / sizeof hostile[0])
 

@@ -216,7 +216,11 @@ static void set_time(json_t *o, const char *key, int64_t t)
     json_object_set_new(o, key, json_string(fw_time_format(t, buf, sizeof buf)));
 }
 
-static json_t *alert_from_row(sqlite3_stmt *s)
+/* The §4 shape plus shadow, silenced, escalations, acknowledged_at.  `full`
+ * adds the wall-clock bookkeeping (created_at, updated_at, escalate_at) for
+ * the API and CLI; what is published, sent and printed by replay leaves it
+ * out, so that replay output depends on the input alone. */
+static json_t *alert_from_row(sqlite3_stmt *s, int full)
 {
     json_t *o = json_object();
     json_object_set_new(o, "alert_id", json_string(fw_col_text(s, 1)));
@@ -244,13 +248,15 @@ static json_t *alert_from_row(sqlite3_stmt *s)
         snprintf(sid, sizeof sid, "SL-%06" PRId64, silence);
         json_object_set_new(o, "silence_id", json_string(sid));
     }
-    set_time(o, "created_at", sqlite3_column_int64(s, 17));
-    set_time(o, "updated_at", sqlite3_column_int64(s, 18));
     if (sqlite3_column_type(s, 19) != SQLITE_NULL)
         set_time(o, "acknowledged_at", sqlite3_column_int64(s, 19));
     json_object_set_new(o, "escalations", json_integer(sqlite3_column_int64(s, 20)));
-    if (sqlite3_column_type(s, 21) != SQLITE_NULL)
-        set_time(o, "escalate_at", sqlite3_column_int64(s, 21));
+    if (full) {
+        set_time(o, "created_at", sqlite3_column_int64(s, 17));
+        set_time(o, "updated_at", sqlite3_column_int64(s, 18));
+        if (sqlite3_column_type(s, 21) != SQLITE_NULL)
+            set_time(o, "escalate_at", sqlite3_column_int64(s, 21));
+    }
     return o;
 }
 
@@ -266,13 +272,18 @@ int64_t fw_al_alert_n(fw_alerts *a, const char *alert_id)
     return n;
 }
 
-json_t *fw_al_alert_json(fw_alerts *a, int64_t n)
+static json_t *alert_json(fw_alerts *a, int64_t n, int full)
 {
     sqlite3_stmt *s = fw_store_stmt(a->st, "SELECT " ALERT_COLS " FROM alerts WHERE n = ?");
     sqlite3_bind_int64(s, 1, n);
-    json_t *o = sqlite3_step(s) == SQLITE_ROW ? alert_from_row(s) : NULL;
+    json_t *o = sqlite3_step(s) == SQLITE_ROW ? alert_from_row(s, full) : NULL;
     fw_store_done(s);
     return o;
+}
+
+json_t *fw_al_alert_json(fw_alerts *a, int64_t n)
+{
+    return alert_json(a, n, 0);
 }
 
 json_t *fw_al_history_json(fw_alerts *a, int64_t n)
@@ -300,7 +311,7 @@ json_t *fw_alerts_get_json(fw_alerts *a, const char *alert_id)
     int64_t n = fw_al_alert_n(a, alert_id);
     if (n <= 0)
         return NULL;
-    json_t *o = fw_al_alert_json(a, n);
+    json_t *o = alert_json(a, n, 1);
     if (o)
         json_object_set_new(o, "history", fw_al_history_json(a, n));
     return o;
@@ -326,7 +337,7 @@ json_t *fw_al_list_json(fw_alerts *a, const char *status, const char *level, con
     sqlite3_bind_int(s, 6, limit > 0 ? limit : 100);
     json_t *items = json_array();
     while (sqlite3_step(s) == SQLITE_ROW)
-        json_array_append_new(items, alert_from_row(s));
+        json_array_append_new(items, alert_from_row(s, 1));
     fw_store_done(s);
     json_t *o = json_object();
     json_object_set_new(o, "items", items);

@@ -73,7 +73,9 @@ struct fw_alerts {
 
 /* ---- alerts.c ---- */
 int64_t fw_al_alert_n(fw_alerts *a, const char *alert_id); /* 0 unknown, -1 error */
-json_t *fw_al_alert_json(fw_alerts *a, int64_t n);         /* NULL unknown */
+/* The alert as published, sent and returned by raise (no wall-clock
+ * fields, see alerts.c); NULL unknown.  The API's views add them. */
+json_t *fw_al_alert_json(fw_alerts *a, int64_t n);
 json_t *fw_al_history_json(fw_alerts *a, int64_t n);
 /* Filters may be NULL; unit is a prefix; since is first_seen >= since
  * (0: any).  {"items": [...]} newest first. */

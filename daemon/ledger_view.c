@@ -243,11 +243,18 @@ static json_t *trace_indicator(trace_walk *w, const char *indicator_id, int dept
  * indicator carry that indicator's own trace under "from". */
 static json_t *trace_funding(trace_walk *w, const char *indicator_id, int depth)
 {
+    /* Documents and transfers are read newest first, each straight off the
+     * funding index (indicator_id, cause_type, seq), and merged: the cost
+     * does not grow with the indicator's voucher entries. */
+#define FUNDING_SELECT                                                                             \
+    "SELECT * FROM (SELECT seq, kind, amount, cause_id, counterparty, event_id, occurred_at"       \
+    " FROM ledger_entries INDEXED BY ledger_entries_funding WHERE indicator_id = ?1"               \
+    " AND cause_type = "
     sqlite3_stmt *s = fw_store_stmt(
-        w->l->st, "SELECT * FROM (SELECT seq, kind, amount, cause_id, counterparty, event_id,"
-                  " occurred_at FROM ledger_entries WHERE indicator_id = ?1"
-                  " AND cause_type IN ('doc', 'transfer') AND kind <> 'refused'"
-                  " ORDER BY seq DESC LIMIT ?2) ORDER BY seq");
+        w->l->st, "SELECT * FROM (" FUNDING_SELECT "'doc' AND kind <> 'refused'"
+                  " ORDER BY seq DESC LIMIT ?2) UNION ALL " FUNDING_SELECT "'transfer'"
+                  " ORDER BY seq DESC LIMIT ?2) ORDER BY seq DESC LIMIT ?2) ORDER BY seq");
+#undef FUNDING_SELECT
     fw_bind_text(s, 1, indicator_id);
     sqlite3_bind_int(s, 2, TRACE_MAX_DOCS + 1);
     json_t *docs = json_array();

@@ -378,7 +378,32 @@ static void test_rule_query_plans(void **state)
     ncaptured = 0;
     j = fw_ledger_entries_view(w->l, "H1", 10);
     json_decref(j);
-    expect_indexed(st, "ledger_entries");
+    expect_indexed(st, "entries view");
+    j = fw_ledger_indicator_view(w->l, "H1");
+    json_decref(j);
+    expect_indexed(st, "indicator view");
+    /* The trace: voucher, reservation, its entries, funding documents. */
+    j = fw_ledger_trace_view(w->l, "HV020");
+    assert_non_null(j);
+    assert_true(json_array_size(json_object_get(json_object_get(j, "indicator"), "funding")) > 0);
+    json_decref(j);
+    expect_indexed(st, "trace view");
+    /* Funding documents come off the funding index, not a walk over all the
+     * indicator's entries (most of which are voucher entries). */
+    j = fw_ledger_trace_view(w->l, "HV021");
+    json_decref(j);
+    int found = 0;
+    for (int i = 0; i < ncaptured; i++) {
+        if (!strstr(captured[i], "cause_type = 'doc'"))
+            continue;
+        char plan[1024];
+        plan_of(st, captured[i], plan, sizeof plan);
+        assert_non_null(strstr(plan, "ledger_entries_funding"));
+        assert_null(strstr(plan, "ledger_entries_indicator"));
+        found = 1;
+    }
+    assert_true(found);
+    ncaptured = 0;
 
     sqlite3_trace_v2(fw_store_db(st), 0, NULL, NULL);
     fw_ledger_free(w->l);

@@ -88,7 +88,12 @@ int fw_ledger_get_indicator(fw_ledger *l, const char *indicator_id, fw_indicator
 
 /* The voucher as stored: its created fields (amount as integer fen),
  * `state` (created|signed|sent|paid|returned|cancelled), `events` (list of
- * {event, occurred_at, id}), created_at.  New reference or NULL if unknown. */
+ * {event, occurred_at, id, outcome}: every event received for it, also the
+ * ones the flow refused, outcome "flow_error"), created_at and, once
+ * reached, signed_at / sent_at / paid_at / returned_at / cancelled_at (unix
+ * seconds), `reservation` (pending|posted|voided|refunded, or null when
+ * nothing was frozen: unknown indicator).  New reference or NULL if the
+ * voucher was never created. */
 json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no);
 
 /* Spend history (rules.md "Spend": created and not later cancelled or
@@ -125,8 +130,10 @@ int fw_ledger_allocated_by_flag(fw_ledger *l, const char *unit_code, int year, i
  * [{run_id, unit_code, period, emp_id, name, account, gross, net}], only
  * periods < before_period ("YYYY-MM"; NULL = all).  New reference. */
 json_t *fw_ledger_employee_json(fw_ledger *l, const char *id_no, const char *before_period);
-/* Lines of the same period for an ID number or an account, other runs:
- * [{run_id, unit_code, emp_id, id_no, account}].  New reference. */
+/* Stored lines of the period whose ID number or account matches (either
+ * may be NULL): [{run_id, unit_code, emp_id, id_no, account}], in arrival
+ * order.  All stored runs, including earlier parts of the caller's own run
+ * (the caller tells them apart by run_id).  New reference. */
 json_t *fw_ledger_period_lines_json(fw_ledger *l, const char *period, const char *id_no,
                                     const char *account);
 /* Payroll run progress before this part is applied: parts already stored
@@ -144,7 +151,25 @@ json_t *fw_ledger_vouchers_sent_before(fw_ledger *l, int64_t before);
 /* Indicators with a project_code: [{indicator_id, unit_code, allocated}]. */
 json_t *fw_ledger_project_indicators(fw_ledger *l);
 
-/* ---- people-facing views (API and CLI), contract §8 shapes ---- */
+/* ---- people-facing views (API and CLI), contract §8 shapes ----
+ * Money as yuan strings, times as RFC 3339 in the business zone; NULL when
+ * the indicator / voucher is unknown (404).
+ * - indicator: indicator_id, unit_code, year, func_class, econ_class,
+ *   fund_type, fund_source, project_code, flags ["salary", ...], allocated,
+ *   frozen, paid, available, overdrawn (bool), created_doc, created_at.
+ * - entries: {indicator_id, items: [{seq, kind, amount, allocated, frozen,
+ *   paid, available (after the entry), cause {type, id}, counterparty?,
+ *   pair_id?, event_id, occurred_at}]}: the latest `limit` entries (all when
+ *   limit <= 0), oldest first.
+ * - voucher: the created fields, state, known (false: only events for a
+ *   voucher never created), reservation {indicator_id, amount, state, ...}
+ *   or null, events [{event, id, occurred_at, outcome, reason?}].
+ * - trace: {voucher_no, voucher (summary), events, reservation, entries (the
+ *   voucher's own), indicator: the indicator view plus funding [{seq, kind
+ *   allocate|adjust|transfer_in|transfer_out, doc_no, amount, event_id,
+ *   occurred_at, from|to, source (transfer_in: the source indicator's own
+ *   trace, or {indicator_id, see_above|depth_limit|limit_reached})}] (the
+ *   latest 200 documents per indicator) and funding_truncated}. */
 
 json_t *fw_ledger_indicator_view(fw_ledger *l, const char *indicator_id); /* money as yuan strings */
 json_t *fw_ledger_entries_view(fw_ledger *l, const char *indicator_id, int limit);

@@ -724,6 +724,30 @@ static double mono_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A rule's error text may quote data (error("bad " .. v.payee_account)):
+ * runs of 7 or more digits become "****" + their last four. */
+static void mask_digit_runs(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; in[i] && o + 9 < outlen;) {
+        size_t j = i;
+        while (in[j] >= '0' && in[j] <= '9')
+            j++;
+        if (j - i >= 7) {
+            memcpy(out + o, "****", 4);
+            memcpy(out + o + 4, in + j - 4, 4);
+            o += 8;
+            i = j;
+        } else if (j > i) {
+            while (i < j && o + 1 < outlen)
+                out[o++] = in[i++];
+        } else {
+            out[o++] = in[i++];
+        }
+    }
+    out[o] = '\0';
+}
+
 /* One protected call; on failure a rule_error hit. Returns hits added or
  * -1 on failure (after adding the rule_error hit). */
 static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
@@ -744,9 +768,16 @@ static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
     }
     fw_hit_list_free(&a->pending);
     fw_metric_add(r->m_errors, 1);
-    char q[300];
-    FW_WARN("rules.rule_error", "rule=%s event=%s reason=%s", r->id, a->event,
-            fw_log_quote(why, q, sizeof q));
+    /* At most one log line per rule per minute (a rule may fail on every
+     * message); the hits and the errors counter carry the rest. */
+    double t = mono_seconds();
+    if (r->errors_logged_at == 0 || t - r->errors_logged_at >= 60) {
+        char masked[512], q[300];
+        mask_digit_runs(why, masked, sizeof masked);
+        FW_WARN("rules.rule_error", "rule=%s event=%s reason=%s", r->id, a->event,
+                fw_log_quote(masked, q, sizeof q));
+        r->errors_logged_at = t;
+    }
     char msg[700];
     snprintf(msg, sizeof msg, "规则 %s 执行失败: %s", r->id, why);
     json_t *details = json_pack("{s:s, s:s}", "event", a->event, "reason", why);

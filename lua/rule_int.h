@@ -140,6 +140,7 @@ typedef struct fw_rule {
     fw_hit_list *pending;
     /* metrics */
     fw_metric *m_evals, *m_hits, *m_errors, *m_seconds;
+    double errors_logged_at; /* monotonic seconds of the last rule_error log line */
 } fw_rule;
 
 /* Compile, run and validate one rule file.  NULL with "FILE[:LINE]: msg". */

@@ -335,6 +335,8 @@ int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *p
             if (out)
                 fprintf(out, "FAIL %s: %s: %s\n", id, name, why);
         }
+        if (out)
+            fflush(out);
     }
     fw_ledger_free(lg);
     fw_store_close(st);

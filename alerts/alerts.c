@@ -453,7 +453,10 @@ static int raise_in_txn(fw_alerts *a, const fw_hit *hit, const char *level, cons
     int64_t silence = hit->shadow ? 0 : fw_al_silence_match(a, hit->rule, unit, now);
     if (silence < 0)
         return -1;
-    char *details = hit->details ? json_dumps(hit->details, JSON_COMPACT) : strdup("{}");
+    /* Sorted keys: the engine builds details from Lua tables, whose order
+     * varies from run to run; replay output must not. */
+    char *details =
+        hit->details ? json_dumps(hit->details, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
     if (!details)
         return -1;
 

@@ -432,17 +432,21 @@ static void test_gauges_and_ack_metric(void **state)
 }
 
 /* replay prints raise's JSON: it must depend on the input, not the clock. */
-static char *raise_dump(int64_t wall)
+static char *raise_dump(int64_t wall, int reversed)
 {
     at_fx *f = at_open(NULL);
     g_at_now = wall;
     fw_hit h = at_hit("over_balance", "red", "101001", "ZF1", "e1");
     h.at = AT_T0;
+    /* details built in a different order (as from a Lua table) */
+    h.details = reversed ? json_pack("{s:i, s:i}", "b", 1, "a", 2)
+                         : json_pack("{s:i, s:i}", "a", 2, "b", 1);
     json_t *alert = NULL;
     assert_int_equal(fw_store_begin(f->st), 0);
     assert_int_equal(fw_alerts_raise(f->a, &h, "rs", &alert), 1);
     assert_int_equal(fw_store_commit(f->st), 0);
-    char *text = json_dumps(alert, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(h.details);
+    char *text = json_dumps(alert, JSON_COMPACT);
     json_decref(alert);
     /* the API view does carry the wall-clock bookkeeping */
     json_t *full = fw_alerts_get_json(f->a, "AL-000001");
@@ -456,8 +460,8 @@ static char *raise_dump(int64_t wall)
 static void test_raise_output_depends_on_input_only(void **state)
 {
     (void)state;
-    char *a = raise_dump(AT_T0 + 5);
-    char *b = raise_dump(AT_T0 + 86400 * 400);
+    char *a = raise_dump(AT_T0 + 5, 0);
+    char *b = raise_dump(AT_T0 + 86400 * 400, 1);
     assert_string_equal(a, b);
     free(a);
     free(b);

@@ -127,6 +127,26 @@ static json_t *notif_payload(fw_alerts *a, int64_t n, char *channel, size_t chle
     return alert;
 }
 
+/* The SMS template (etc/templates/alert.txt) shows the alert's message; for
+ * notices other than a new alert, say in it what kind of notice this is, so
+ * an SMS reader (who has no "notification" member) is not misled. */
+static void sms_mark_message(json_t *payload, const char *kind, const json_t *note)
+{
+    const char *msg = json_string_value(json_object_get(payload, "message"));
+    char buf[1024];
+    if (strcmp(kind, "summary") == 0)
+        snprintf(buf, sizeof buf, "【汇总】%s；最近一条：%s",
+                 json_string_value(json_object_get(note, "text")), msg ? msg : "");
+    else if (strcmp(kind, "escalation") == 0)
+        snprintf(buf, sizeof buf, "【升级第%lld级：超时未确认】%s",
+                 (long long)json_integer_value(json_object_get(note, "step")), msg ? msg : "");
+    else if (strcmp(kind, "resolved") == 0)
+        snprintf(buf, sizeof buf, "【已处理完毕】%s", msg ? msg : "");
+    else
+        return;
+    json_object_set_new(payload, "message", json_string(buf));
+}
+
 /* Hand SMS notification n to the outbox (inside the caller's txn).  Leaves
  * it pending when there is no sink (CLI); the daemon's tick delivers it. */
 static int deliver_sms(fw_alerts *a, int64_t n, int64_t now)
@@ -161,6 +181,7 @@ static int deliver_sms(fw_alerts *a, int64_t n, int64_t now)
             snprintf(out_id, sizeof out_id, "alert:%s:resolved:%s", alert_id, recipient);
         else
             snprintf(out_id, sizeof out_id, "alert:summary:%" PRId64 ":%s", n, recipient);
+        sms_mark_message(payload, kind, note);
         rc = a->sinks.sms(a->sinks.ud, out_id, a->sups[sup].phone, a->sups[sup].name, payload,
                           urgent);
     }

@@ -144,6 +144,8 @@ static void test_burst_is_grouped_into_one_summary(void **state)
     json_decref(o);
     o = body_of(&f->sms[2], 1);
     assert_string_equal(notif_kind(o), "summary");
+    assert_non_null(strstr(json_string_value(json_object_get(o, "message")), "【汇总】"));
+    assert_non_null(strstr(json_string_value(json_object_get(o, "message")), "另有 3 条预警"));
     json_decref(o);
     /* Nothing more at the next tick. */
     g_at_now += 60;
@@ -220,6 +222,7 @@ static void test_escalation_steps_once_each(void **state)
     assert_int_equal(f->nsms, sms0 + 1);
     assert_string_equal(f->sms[sms0].b, "13800000004");
     assert_string_equal(f->sms[sms0].a, "alert:AL-000001:esc2:qian");
+    assert_non_null(strstr(f->sms[sms0].c, "升级第2级"));
 
     /* no step 3; the acknowledged and the blue alert never escalate */
     g_at_now = AT_T0 + 10 * 3600;
@@ -332,6 +335,7 @@ static void test_silence_suppresses_notice_not_storage_and_expires(void **state)
     assert_true(json_is_true(json_object_get(o, "silenced")));
     json_decref(o);
     assert_string_equal(f->sms[sms].a, "alert:AL-000001:resolved:wang");
+    assert_non_null(strstr(f->sms[sms].c, "【已处理完毕】"));
     at_close(f);
 }
 

@@ -54,6 +54,15 @@
  *   ("deputy, director+chief").  With no escalate_to the alert still gets
  *   one escalation step, recorded as overdue with no one to notify.
  *
+ * The alert JSON (§4 shape) also carries "shadow", "silenced" (and
+ * "silence_id"), "escalations" and, once acknowledged, "acknowledged_at".
+ * What raise returns, NATS publishes and webhooks/SMS receive has no other
+ * wall-clock field, so replay output depends on its input alone; the API
+ * and CLI views add "created_at", "updated_at", "escalate_at" and "history".
+ * SMS of summaries, escalations and resolved notices get a 【汇总】 /
+ * 【升级第k级…】 / 【已处理完毕】 prefix on "message", since the SMS
+ * template shows the message only.
+ *
  * Configuration: keys alerts.* (fw_alerts_config_keys), and the sections
  * with prefixes "supervisor." and "route." (the app registers them with
  * fw_config_add_prefix; fw_alerts_new validates them and names the key in

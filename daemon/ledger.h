@@ -62,16 +62,16 @@ typedef struct fw_indicator {
 
 /* What applying an event did (for logs, metrics and tests). */
 typedef enum {
-    FW_LEDGER_APPLIED = 0,   /* balances changed as the contract says */
-    FW_LEDGER_NOOP,          /* nothing to do (e.g. signed/sent, reimburse) */
-    FW_LEDGER_REFUSED,       /* indicator op refused (reduction below frozen+paid) */
-    FW_LEDGER_FLOW_ERROR,    /* voucher event out of order / unknown voucher: kept, no balance change */
-    FW_LEDGER_OVERDRAWN,     /* applied, and the indicator is now below zero */
+    FW_LEDGER_APPLIED = 0, /* balances changed as the contract says */
+    FW_LEDGER_NOOP,        /* nothing to do (e.g. signed/sent, reimburse) */
+    FW_LEDGER_REFUSED,     /* indicator op refused (reduction below frozen+paid) */
+    FW_LEDGER_FLOW_ERROR,  /* out of order / unknown voucher: kept, no balance change */
+    FW_LEDGER_OVERDRAWN,   /* applied, and the indicator is now below zero */
 } fw_ledger_outcome;
 
 typedef struct fw_ledger_result {
     fw_ledger_outcome outcome;
-    char reason[160];        /* for REFUSED / FLOW_ERROR */
+    char reason[160]; /* for REFUSED / FLOW_ERROR */
 } fw_ledger_result;
 
 fw_ledger *fw_ledger_new(fw_store *st);
@@ -105,13 +105,13 @@ typedef struct fw_history_query {
     const char *const *econ_classes; /* NULL-terminated set, or NULL */
     const char *settle_method;
     const char *payee_type;
-    int64_t amount;          /* exact amount match when has_amount */
+    int64_t amount; /* exact amount match when has_amount */
     int has_amount;
-    int64_t amount_below;    /* only vouchers with amount < this, when > 0 */
-    int64_t since, until;    /* created_at in [since, until] (unix s) */
+    int64_t amount_below;        /* only vouchers with amount < this, when > 0 */
+    int64_t since, until;        /* created_at in [since, until] (unix s) */
     const char *exclude_voucher; /* leave this voucher out */
-    const char *state;       /* NULL: spend; "returned": returned vouchers
-                                (by returned time); "paid": paid (by paid time) */
+    const char *state;           /* NULL: spend; "returned": returned vouchers
+                                    (by returned time); "paid": paid (by paid time) */
     const char *indicator_id;
 } fw_history_query;
 
@@ -171,7 +171,8 @@ json_t *fw_ledger_project_indicators(fw_ledger *l);
  *   trace, or {indicator_id, see_above|depth_limit|limit_reached})}] (the
  *   latest 200 documents per indicator) and funding_truncated}. */
 
-json_t *fw_ledger_indicator_view(fw_ledger *l, const char *indicator_id); /* money as yuan strings */
+json_t *fw_ledger_indicator_view(fw_ledger *l,
+                                 const char *indicator_id); /* money as yuan strings */
 json_t *fw_ledger_entries_view(fw_ledger *l, const char *indicator_id, int limit);
 json_t *fw_ledger_voucher_view(fw_ledger *l, const char *voucher_no);
 json_t *fw_ledger_trace_view(fw_ledger *l, const char *voucher_no);

@@ -8,14 +8,18 @@
  *
  *   1. skips its turn while another module holds a transaction open (our
  *      `sending` mark must be COMMITTED before the request leaves);
- *   2. takes due rows (status queued, next_at <= now; only urgent ones in
- *      quiet hours), expires the stale, pushes back rows whose number is
- *      held (THROTTLED) or was texted less than sms.per_number_interval
- *      ago, and marks the rest `sending` with attempts + 1, in one
- *      transaction, as many as the token bucket and sms.max_inflight allow;
- *   3. commits, then starts the HTTP requests (log carrier: writes the log
- *      line and marks the row sent in the same transaction instead);
- *   4. sleeps until the earliest of: next due row, next token, end of
+ *   2. in one transaction: writes the outcomes of the requests answered
+ *      since the last pump, then takes due rows (status queued, next_at <=
+ *      now; only urgent ones in quiet hours), expires the stale, pushes back
+ *      rows whose number is held (THROTTLED) or was texted less than
+ *      sms.per_number_interval ago, and marks the rest `sending` with
+ *      attempts + 1, as many as the token bucket (sms.rate per second,
+ *      depth max(1, rate/100), so a 1 s window sees at most 1 % more) and
+ *      sms.max_inflight allow;
+ *   3. commits (one fsync per pump, not two per message), then starts the
+ *      HTTP requests (log carrier: writes the log line and marks the row
+ *      sent in the same transaction instead);
+ *   4. sleeps until the earliest of: next due row, next tokens, end of
  *      quiet hours (and at most 30 s, so clock changes are noticed).
  *
  * A finished request moves its row from `sending` only (a receipt that got
@@ -199,7 +203,7 @@ static void refill_tokens(fw_sms *s, int64_t now_ms)
 {
     if (s->rate <= 0)
         return;
-    double cap = (double)s->rate / 20.0;
+    double cap = (double)s->rate / 100.0;
     if (cap < 1.0)
         cap = 1.0;
     if (now_ms > s->tokens_at_ms)
@@ -246,14 +250,12 @@ static int step_done(sqlite3_stmt *q)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static void apply_outcome(fw_sms *s, sms_msg *m, const sms_outcome *o)
+/* Write a finished request's outcome (inside the caller's transaction). */
+static int write_outcome(fw_sms *s, sms_msg *m, const sms_outcome *o)
 {
     int64_t now_ms = fw_clock_now_ms();
-    int own = !fw_store_in_txn(s->st);
     char mp[32], q1[300];
     fw_mask_phone(m->phone, mp);
-    if (fw_store_begin(s->st) != 0)
-        return; /* row stays `sending`: reconciled at the next start */
     int rc = 0;
     sqlite3_stmt *q;
     switch (o->kind) {
@@ -268,9 +270,9 @@ static void apply_outcome(fw_sms *s, sms_msg *m, const sms_outcome *o)
         rc = step_done(q);
         fw_metric_add(s->m_sent[m->kind], 1);
         fw_metric_add(s->m_segments[m->kind], m->segments);
-        FW_INFO("sms.sent", "out_id=%s kind=%s phone=%s attempts=%d message_id=%s ms=%lld",
-                m->out_id, sms_kind_name(m->kind), mp, m->attempts, o->message_id,
-                (long long)(now_ms - m->started_ms));
+        FW_DEBUG("sms.sent", "out_id=%s kind=%s phone=%s attempts=%d message_id=%s ms=%lld",
+                 m->out_id, sms_kind_name(m->kind), mp, m->attempts, o->message_id,
+                 (long long)(now_ms - m->started_ms));
         break;
     case SMS_OUT_RETRY:
     case SMS_OUT_THROTTLED: {
@@ -308,15 +310,57 @@ static void apply_outcome(fw_sms *s, sms_msg *m, const sms_outcome *o)
     fw_metric *em = o->kind == SMS_OUT_SENT ? NULL : err_metric(s, o->metric_reason);
     if (em)
         fw_metric_add(em, 1);
-    if (rc != 0) {
+    if (rc != 0)
         FW_ERROR("sms.update_failed", "out_id=%s", m->out_id);
-        if (own)
-            fw_store_rollback(s->st);
-        else
-            fw_store_commit(s->st);
+    return rc;
+}
+
+/* Outcomes wait in s->done until the next pump writes them together with
+ * its claims: one commit (one fsync) per pump, not two per message. */
+static int write_done(fw_sms *s)
+{
+    for (sms_msg *m = s->done_head; m; m = m->next_done)
+        if (write_outcome(s, m, &m->out) != 0)
+            return -1;
+    return 0;
+}
+
+static void free_done(fw_sms *s)
+{
+    while (s->done_head) {
+        sms_msg *m = s->done_head;
+        s->done_head = m->next_done;
+        msg_free(m);
+    }
+    s->done_tail = NULL;
+}
+
+/* Write what is waiting now, in a transaction of its own (or the
+ * caller's).  On failure the rows stay `sending`: reconciled at start. */
+static void flush_done_now(fw_sms *s)
+{
+    if (!s->done_head)
+        return;
+    int own = !fw_store_in_txn(s->st);
+    if (fw_store_begin(s->st) != 0) {
+        free_done(s);
         return;
     }
-    fw_store_commit(s->st);
+    if (write_done(s) != 0 && own)
+        fw_store_rollback(s->st);
+    else
+        fw_store_commit(s->st);
+    free_done(s);
+}
+
+static void push_done(fw_sms *s, sms_msg *m)
+{
+    m->next_done = NULL;
+    if (s->done_tail)
+        s->done_tail->next_done = m;
+    else
+        s->done_head = m;
+    s->done_tail = m;
 }
 
 static void on_http_done(void *ud, const sms_http_result *r)
@@ -331,17 +375,18 @@ static void on_http_done(void *ud, const sms_http_result *r)
     s->inflight--;
     if (r->status > 0)
         fw_metric_observe(s->m_latency, r->seconds);
-    sms_outcome o;
-    sms_carrier_classify(s, r, &o);
-    apply_outcome(s, m, &o);
-    msg_free(m);
+    sms_carrier_classify(s, r, &m->out);
+    push_done(s, m);
     if (s->stopping) {
+        /* no more pumps: write it now */
+        flush_done_now(s);
         /* only our own shutdown loop: never break the caller's */
         if (s->inflight == 0 && s->shutdown_looping)
             event_base_loopbreak(s->base);
         return;
     }
-    sms_sender_schedule(s, 0);
+    /* 1 ms: let the answers that arrive together share one commit */
+    sms_sender_schedule(s, 1);
 }
 
 static void dispatch(fw_sms *s, sms_msg *m)
@@ -354,10 +399,12 @@ static void dispatch(fw_sms *s, sms_msg *m)
                        on_http_done, m) != 0) {
         sms_carrier_free_headers(headers);
         free(body);
-        sms_outcome o = {.kind = SMS_OUT_RETRY, .metric_reason = "transport"};
-        snprintf(o.error, sizeof o.error, "could not start the request: %s", err);
-        apply_outcome(s, m, &o);
-        msg_free(m);
+        memset(&m->out, 0, sizeof m->out);
+        m->out.kind = SMS_OUT_RETRY;
+        m->out.metric_reason = "transport";
+        snprintf(m->out.error, sizeof m->out.error, "could not start the request: %s", err);
+        push_done(s, m);
+        sms_sender_schedule(s, 1);
         return;
     }
     sms_carrier_free_headers(headers);
@@ -378,8 +425,9 @@ static const char *due_sql(int urgent_only)
                  " ORDER BY next_at LIMIT ?2";
 }
 
-/* Claim up to `want` due rows in one transaction; returns how many rows the
- * query saw (>= claimed), or -1.  Claimed messages are appended to out[]. */
+/* Claim up to `want` due rows (inside the pump's transaction); returns how
+ * many rows the query saw (>= claimed), or -1 (the caller rolls back).
+ * Claimed messages are appended to out[]. */
 static int claim_batch(fw_sms *s, int64_t now_ms, int quiet, int want, sms_msg **out, int *nout)
 {
     sqlite3_stmt *q = fw_store_stmt(s->st, due_sql(quiet));
@@ -410,8 +458,6 @@ static int claim_batch(fw_sms *s, int64_t now_ms, int quiet, int want, sms_msg *
     if (seen == 0)
         return 0;
 
-    if (fw_store_begin(s->st) != 0)
-        goto fail;
     for (int i = 0; i < seen; i++) {
         sms_msg *m = rows[i];
         if (!m->content || !m->params)
@@ -471,15 +517,11 @@ static int claim_batch(fw_sms *s, int64_t now_ms, int quiet, int want, sms_msg *
             rows[i] = NULL;
         }
     }
-    if (fw_store_commit(s->st) != 0)
-        goto fail;
     for (int i = 0; i < seen; i++)
         if (rows[i])
             out[(*nout)++] = rows[i];
     return seen;
 fail_txn:
-    fw_store_rollback(s->st);
-fail:
     FW_ERROR("sms.claim_failed", "rows=%d", seen);
     for (int i = 0; i < seen; i++)
         msg_free(rows[i]);
@@ -526,25 +568,50 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
         int room = s->max_inflight - s->inflight;
         if (s->carrier == SMS_CARRIER_LOG)
             room = PUMP_BATCH;
-        if (room <= 0)
-            return; /* a finishing request schedules the next pump */
         int want = room < PUMP_BATCH ? room : PUMP_BATCH;
-        if (s->rate > 0) {
+        int64_t token_wait = -1;
+        if (want > 0 && s->rate > 0) {
             if (s->tokens < 1.0) {
-                int64_t wait = (int64_t)ceil((1.0 - s->tokens) * 1000.0 / (double)s->rate);
-                sms_sender_schedule(s, wait > 0 ? wait : 1);
-                return;
-            }
-            if ((int)s->tokens < want)
+                /* wait for a few tokens at once rather than one per ms */
+                double cap = (double)s->rate / 100.0;
+                double need = (cap < 1.0 ? 1.0 : cap > 16.0 ? 16.0 : cap) - s->tokens;
+                token_wait = (int64_t)ceil(need * 1000.0 / (double)s->rate);
+                want = 0;
+            } else if ((int)s->tokens < want) {
                 want = (int)s->tokens;
+            }
         }
+        if (want <= 0 && !s->done_head) {
+            if (token_wait >= 0)
+                sms_sender_schedule(s, token_wait > 0 ? token_wait : 1);
+            return; /* else a finishing request schedules the next pump */
+        }
+        /* One transaction: the answers that came in, and the next claims.
+         * It is committed before any of the claimed requests starts. */
         sms_msg *claimed[PUMP_BATCH];
-        int nclaimed = 0;
-        int seen = claim_batch(s, now_ms, quiet, want, claimed, &nclaimed);
+        int nclaimed = 0, seen = 0;
+        if (fw_store_begin(s->st) != 0) {
+            sms_sender_schedule(s, 1000);
+            return;
+        }
+        if (write_done(s) != 0 ||
+            (want > 0 && (seen = claim_batch(s, now_ms, quiet, want, claimed, &nclaimed)) < 0)) {
+            fw_store_rollback(s->st);
+            sms_sender_schedule(s, 1000);
+            return;
+        }
+        if (fw_store_commit(s->st) != 0) {
+            for (int i = 0; i < nclaimed; i++)
+                msg_free(claimed[i]);
+            sms_sender_schedule(s, 1000);
+            return;
+        }
+        free_done(s);
         for (int i = 0; i < nclaimed; i++)
             dispatch(s, claimed[i]);
-        if (seen < 0) {
-            sms_sender_schedule(s, 1000);
+        if (want <= 0) {
+            if (token_wait >= 0)
+                sms_sender_schedule(s, token_wait > 0 ? token_wait : 1);
             return;
         }
         if (seen < want)
@@ -583,6 +650,7 @@ int sms_sender_start(fw_sms *s, char *err, int errlen)
 void sms_sender_stop(fw_sms *s)
 {
     s->stopping = 1;
+    flush_done_now(s);
     if (s->pump_ev) {
         event_free(s->pump_ev);
         s->pump_ev = NULL;

@@ -63,21 +63,6 @@ int sms_httpc_pending(const sms_httpc *h);
 
 /* ---- carriers (carrier.c) ---- */
 
-/* One row being sent. */
-typedef struct sms_msg {
-    int64_t n;
-    int kind;
-    int attempts; /* including this one */
-    char out_id[128];
-    char phone[32];
-    char *content;
-    char *params; /* JSON text */
-    int segments;
-    int64_t expires_ms;
-    int64_t started_ms;
-    struct fw_sms *s;
-} sms_msg;
-
 typedef enum {
     SMS_OUT_SENT = 0,  /* accepted; message_id set */
     SMS_OUT_RETRY,     /* back to queued with backoff */
@@ -91,6 +76,23 @@ typedef struct sms_outcome {
     char error[256];
     const char *metric_reason; /* carrier error label: "http_5xx", "timeout"... */
 } sms_outcome;
+
+/* One row being sent. */
+typedef struct sms_msg {
+    int64_t n;
+    int kind;
+    int attempts; /* including this one */
+    char out_id[128];
+    char phone[32];
+    char *content;
+    char *params; /* JSON text */
+    int segments;
+    int64_t expires_ms;
+    int64_t started_ms;
+    struct fw_sms *s;
+    struct sms_outcome out;    /* set when the answer is in */
+    struct sms_msg *next_done; /* in fw_sms.done_* until written */
+} sms_msg;
 
 /* Build the carrier request for m: url, headers (malloc'd array of
  * malloc'd strings, NULL-terminated), body (malloc'd).  0 or -1. */
@@ -133,7 +135,8 @@ struct fw_sms {
     int64_t tokens_at_ms;
     int inflight;
     int stopping;
-    int shutdown_looping; /* fw_sms_shutdown is running the loop */
+    int shutdown_looping;           /* fw_sms_shutdown is running the loop */
+    sms_msg *done_head, *done_tail; /* answered, not yet written */
     uint64_t log_seq;
     uint64_t rng;
     sms_number **numbers;

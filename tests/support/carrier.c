@@ -53,6 +53,8 @@ struct fw_t_carrier {
     int nreqs, capreqs;
     seen_id *seen;
     int nseen, capseen;
+    int *index; /* open addressing over seen[], size capindex */
+    int capindex;
     int next_msg;
     pending_reply *pending; /* loop thread only */
 };
@@ -154,12 +156,34 @@ static fw_t_carrier_req *record_new(fw_t_carrier *c)
     return r;
 }
 
+static unsigned hash_str(const char *p)
+{
+    unsigned h = 2166136261u;
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
 static seen_id *seen_find(fw_t_carrier *c, const char *out_id)
 {
-    for (int i = c->nseen - 1; i >= 0; i--)
-        if (strcmp(c->seen[i].out_id, out_id) == 0)
-            return &c->seen[i];
-    return NULL;
+    if (!c->capindex)
+        return NULL;
+    for (unsigned i = hash_str(out_id) % (unsigned)c->capindex;;
+         i = (i + 1) % (unsigned)c->capindex) {
+        int k = c->index[i];
+        if (k < 0)
+            return NULL;
+        if (strcmp(c->seen[k].out_id, out_id) == 0)
+            return &c->seen[k];
+    }
+}
+
+static void index_put(fw_t_carrier *c, int k)
+{
+    unsigned i = hash_str(c->seen[k].out_id) % (unsigned)c->capindex;
+    while (c->index[i] >= 0)
+        i = (i + 1) % (unsigned)c->capindex;
+    c->index[i] = k;
 }
 
 static seen_id *seen_add(fw_t_carrier *c, const char *out_id)
@@ -171,6 +195,17 @@ static seen_id *seen_add(fw_t_carrier *c, const char *out_id)
     seen_id *s = &c->seen[c->nseen++];
     snprintf(s->out_id, sizeof s->out_id, "%s", out_id);
     snprintf(s->message_id, sizeof s->message_id, "msg-%d", ++c->next_msg);
+    if (c->nseen * 2 > c->capindex) {
+        free(c->index);
+        c->capindex = c->capindex ? c->capindex * 2 : 1024;
+        c->index = malloc(sizeof *c->index * (size_t)c->capindex);
+        for (int i = 0; i < c->capindex; i++)
+            c->index[i] = -1;
+        for (int k = 0; k < c->nseen; k++)
+            index_put(c, k);
+    } else {
+        index_put(c, c->nseen - 1);
+    }
     return s;
 }
 
@@ -387,6 +422,7 @@ void fw_t_carrier_stop(fw_t_carrier *c)
     pthread_mutex_destroy(&c->mu);
     free(c->reqs);
     free(c->seen);
+    free(c->index);
     free(c);
 }
 

@@ -338,6 +338,8 @@ static void on_setup_done(evutil_socket_t fd, short what, void *arg)
     atomic_store(&in->live_gen, in->setup_gen);
     if (atomic_load(&in->want_resync))
         begin_setup(in);
+    else
+        event_active(in->ev_wakeup, EV_READ, 0); /* deliveries held while setting up */
 }
 
 static void on_resync(evutil_socket_t fd, short what, void *arg)
@@ -378,8 +380,11 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     int resync = 0;
     pthread_mutex_lock(&in->lock);
     while (n < in->batch_max && in->stream_q.n) {
-        fw_intake_msg *m = queue_pop(&in->stream_q);
-        if (m->gen != gen || !live || resync) {
+        fw_intake_msg *m = in->stream_q.items[in->stream_q.head];
+        if (m->gen == gen && !live && !resync)
+            break; /* the consumer is being set up: keep them until it is live */
+        queue_pop(&in->stream_q);
+        if (m->gen != gen || resync) {
             msg_free(m); /* an older consumer's delivery: the new one resends it */
             continue;
         }
@@ -399,7 +404,7 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
             fw_metric_add(in->m_redelivered, 1);
         batch[n++] = m;
     }
-    more = in->stream_q.n > 0;
+    more = in->stream_q.n > 0 && atomic_load(&in->live_gen) == gen;
     pthread_mutex_unlock(&in->lock);
 
     if (n)

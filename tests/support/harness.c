@@ -151,8 +151,10 @@ int fw_t_nats_start(fw_t_nats *n, const char *tmpdir)
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        /* FW_NATS_DEBUG=1 makes the server log every connection event. */
+        const char *dbg = getenv("FW_NATS_DEBUG") ? "-D" : "-js";
         execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->dir,
-               (char *)NULL);
+               dbg, (char *)NULL);
         _exit(127);
     }
     n->pid = pid;
@@ -311,18 +313,42 @@ int64_t fw_t_sql_int(const char *db_path, const char *sql)
     return v;
 }
 
+static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+    (void)js, (void)pae;
+    (*(int *)closure)++;
+}
+
 int fw_t_js_publish(const char *url, int n, const char *const *subjects, const char *const *bodies)
 {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
-    int acked = 0;
+    int acked = 0, failed = 0;
     if (natsConnection_ConnectTo(&nc, url) != NATS_OK)
         return 0;
     jsOptions o;
     jsOptions_Init(&o);
     o.PublishAsync.MaxPending = 4096;
+    o.PublishAsync.ErrHandler = on_pub_error;
+    o.PublishAsync.ErrHandlerClosure = &failed;
     if (natsConnection_JetStream(&js, nc, &o) != NATS_OK)
         goto out;
+    /* The stream the daemon would create: publishing before it exists would
+     * lose messages to "no responders". */
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, js, "FISCAL", NULL, &jerr) != NATS_OK) {
+        jsStreamConfig sc;
+        jsStreamConfig_Init(&sc);
+        sc.Name = "FISCAL";
+        const char *subj[1] = {"fiscal.>"};
+        sc.Subjects = subj;
+        sc.SubjectsLen = 1;
+        sc.Storage = js_FileStorage;
+        if (js_AddStream(&si, js, &sc, NULL, &jerr) != NATS_OK)
+            goto out;
+    }
+    jsStreamInfo_Destroy(si);
     for (int i = 0; i < n; i++) {
         if (js_PublishAsync(js, subjects[i], bodies[i], (int)strlen(bodies[i]), NULL) != NATS_OK)
             break;
@@ -331,7 +357,7 @@ int fw_t_js_publish(const char *url, int n, const char *const *subjects, const c
     jsPubOptions_Init(&po);
     po.MaxWait = 60000;
     if (js_PublishAsyncComplete(js, &po) == NATS_OK)
-        acked = n;
+        acked = n - failed;
     else {
         natsMsgList pending = {0};
         if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) {

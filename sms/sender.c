@@ -13,13 +13,13 @@
  *      now; only urgent ones in quiet hours), expires the stale, pushes back
  *      rows whose number is held (THROTTLED) or was texted less than
  *      sms.per_number_interval ago, and marks the rest `sending` with
- *      attempts + 1, as many as the token bucket (sms.rate per second,
- *      depth max(1, rate/100), so a 1 s window sees at most 1 % more) and
+ *      attempts + 1, as many as the rate limit (a pacing token bucket and
+ *      a sliding window: no 1 s window holds more than sms.rate sends) and
  *      sms.max_inflight allow;
  *   3. commits (one fsync per pump, not two per message), then starts the
  *      HTTP requests (log carrier: writes the log line and marks the row
  *      sent in the same transaction instead);
- *   4. sleeps until the earliest of: next due row, next tokens, end of
+ *   4. sleeps until the earliest of: next due row, room in the rate window, end of
  *      quiet hours (and at most 30 s, so clock changes are noticed).
  *
  * A finished request moves its row from `sending` only (a receipt that got
@@ -199,18 +199,48 @@ void fw_sms_kick(fw_sms *s)
         sms_sender_schedule(s, 0);
 }
 
-static void refill_tokens(fw_sms *s, int64_t now_ms)
+/* The rate limit has two parts.  A token bucket (depth max(1, rate/20))
+ * paces the sends evenly, so that the carrier, which sees our requests with
+ * some jitter, never gets bursts; a sliding window over the send times of
+ * the last second (monotonic ms, a ring of sms.rate entries) makes sure no
+ * 1-second window ever holds more than sms.rate sends, which the bucket
+ * alone would allow (rate + depth). */
+static void refill_tokens(fw_sms *s, int64_t now)
 {
-    if (s->rate <= 0)
-        return;
-    double cap = (double)s->rate / 100.0;
+    double cap = (double)s->rate / 20.0;
     if (cap < 1.0)
         cap = 1.0;
-    if (now_ms > s->tokens_at_ms)
-        s->tokens += (double)(now_ms - s->tokens_at_ms) * (double)s->rate / 1000.0;
-    s->tokens_at_ms = now_ms;
+    if (now > s->tokens_at_ms)
+        s->tokens += (double)(now - s->tokens_at_ms) * (double)s->rate / 1000.0;
+    s->tokens_at_ms = now;
     if (s->tokens > cap)
         s->tokens = cap;
+}
+
+static int rate_room(fw_sms *s, int64_t now)
+{
+    while (s->win_n > 0 && s->win[s->win_tail] <= now - 1000) {
+        s->win_tail = (s->win_tail + 1) % (int)s->rate;
+        s->win_n--;
+    }
+    return (int)s->rate - s->win_n;
+}
+
+static void rate_record(fw_sms *s, int64_t now)
+{
+    int head = (s->win_tail + s->win_n) % (int)s->rate;
+    s->win[head] = now;
+    s->win_n++;
+}
+
+/* ms until at least `k` more sends are allowed (k <= rate). */
+static int64_t rate_wait(fw_sms *s, int64_t now, int k)
+{
+    int room = (int)s->rate - s->win_n;
+    if (room >= k)
+        return 0;
+    int64_t t = s->win[(s->win_tail + (k - room) - 1) % (int)s->rate] + 1000 - now;
+    return t > 0 ? t : 1;
 }
 
 /* ---- finishing a request ---- */
@@ -510,8 +540,10 @@ static int claim_batch(fw_sms *s, int64_t now_ms, int quiet, int want, sms_msg *
         }
         if (s->per_number_ms > 0)
             number_hold_until(s, m->phone, now_ms + s->per_number_ms);
-        if (s->rate > 0)
+        if (s->rate > 0) {
+            rate_record(s, mono_ms());
             s->tokens -= 1.0;
+        }
         if (s->carrier == SMS_CARRIER_LOG) {
             msg_free(m);
             rows[i] = NULL;
@@ -560,7 +592,6 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
     int64_t now_ms = fw_clock_now_ms();
     int64_t quiet_end_s = 0;
     int quiet = sms_in_quiet_hours(s, now_ms / 1000, &quiet_end_s);
-    refill_tokens(s, now_ms);
     if (s->nnumbers > 100000)
         numbers_prune(s, now_ms);
 
@@ -571,14 +602,24 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
         int want = room < PUMP_BATCH ? room : PUMP_BATCH;
         int64_t token_wait = -1;
         if (want > 0 && s->rate > 0) {
-            if (s->tokens < 1.0) {
-                /* wait for a few tokens at once rather than one per ms */
-                double cap = (double)s->rate / 100.0;
-                double need = (cap < 1.0 ? 1.0 : cap > 16.0 ? 16.0 : cap) - s->tokens;
-                token_wait = (int64_t)ceil(need * 1000.0 / (double)s->rate);
+            /* claim several at once when we can: one commit per pump */
+            int64_t mnow = mono_ms();
+            int batch = (int)(s->rate / 100);
+            batch = batch < 1 ? 1 : batch > 16 ? 16 : batch;
+            refill_tokens(s, mnow);
+            int room = rate_room(s, mnow);
+            if ((int)s->tokens < room)
+                room = (int)s->tokens;
+            int k = batch < want ? batch : want;
+            if (room < k) {
+                int64_t tw = (int64_t)ceil(((double)k - s->tokens) * 1000.0 / (double)s->rate);
+                int64_t ww = rate_wait(s, mnow, k);
+                token_wait = tw > ww ? tw : ww;
+                if (token_wait < 1)
+                    token_wait = 1;
                 want = 0;
-            } else if ((int)s->tokens < want) {
-                want = (int)s->tokens;
+            } else if (room < want) {
+                want = room;
             }
         }
         if (want <= 0 && !s->done_head) {
@@ -633,7 +674,14 @@ int sms_sender_start(fw_sms *s, char *err, int errlen)
     if (!s->rng)
         s->rng = 1;
     s->tokens = s->rate > 0 ? 1.0 : 0.0;
-    s->tokens_at_ms = fw_clock_now_ms();
+    s->tokens_at_ms = mono_ms();
+    if (s->rate > 0) {
+        s->win = calloc((size_t)s->rate, sizeof *s->win);
+        if (!s->win) {
+            snprintf(err, (size_t)errlen, "sms: out of memory");
+            return -1;
+        }
+    }
     /* Also with the log carrier: alert webhooks use the same client. */
     s->hc = sms_httpc_new(s->base, s->max_inflight, err, errlen);
     if (!s->hc)
@@ -658,6 +706,8 @@ void sms_sender_stop(fw_sms *s)
     sms_httpc_free(s->hc);
     s->hc = NULL;
     numbers_free(s);
+    free(s->win);
+    s->win = NULL;
 }
 
 static void mute_libevent_log(int severity, const char *msg)

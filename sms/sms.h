@@ -32,7 +32,8 @@
  *
  * Quiet hours (sms.quiet_hours, business zone) hold every row except
  * urgent ones (red alerts).  Rate: sms.rate messages per second overall
- * (token bucket; 0 = unlimited), and at most one SMS per number per
+ * (paced by a token bucket, capped by a sliding
+ * 1 s window; 0 = unlimited), and at most one SMS per number per
  * sms.per_number_interval.
  *
  * Content longer than 500 characters (signature included): the payroll

@@ -131,8 +131,10 @@ struct fw_sms {
     struct event *pump_ev;
     int pump_pending;
     int64_t pump_at_ms;
-    double tokens;
-    int64_t tokens_at_ms;
+    double tokens;        /* pacing bucket */
+    int64_t tokens_at_ms; /* monotonic */
+    int64_t *win;         /* send times (monotonic ms) of the last second, a ring */
+    int win_tail, win_n;
     int inflight;
     int stopping;
     int shutdown_looping;           /* fw_sms_shutdown is running the loop */

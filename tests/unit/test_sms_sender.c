@@ -736,12 +736,11 @@ static void test_rate_limit(void **state)
     int64_t ms = mono_now_ms() - t0;
     int peak = fw_t_carrier_max_per_second(f->car);
     print_message("rate 40/s: 120 SMS in %lld ms, busiest second %d\n", (long long)ms, peak);
-    /* bucket depth is max(1, rate/100) = 1: a 1 s window sees at most
-     * 40 + 1 sends, plus 2 for jitter between our send and the carrier's
-     * receive time */
+    /* no 1 s window of our send times holds more than 40; the carrier sees
+     * them with some jitter: allow 3 more */
     assert_true(peak <= 43);
     assert_true(peak >= 30);
-    assert_true(ms >= 2700);
+    assert_true(ms >= 2000); /* 120 at 40/s: at least two full windows */
 }
 
 static void test_per_number_interval(void **state)

@@ -482,7 +482,7 @@ int fw_sms_cli_main(fw_sms *s, int argc, char **argv)
     const char *status = NULL, *kind = NULL, *tail = NULL;
     long limit = 100;
     int as_json = 0, c;
-    optind = 1;
+    optind = 0; /* glibc: full re-initialisation */
     opterr = 0;
     while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
         switch (c) {
@@ -509,7 +509,7 @@ int fw_sms_cli_main(fw_sms *s, int argc, char **argv)
             cli_usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "fundwatch sms list: unknown option %s\n", argv[optind]);
+            fprintf(stderr, "fundwatch sms list: unknown option or missing value\n");
             cli_usage(stderr);
             return 2;
         }

@@ -807,6 +807,111 @@ static void test_shared_http_client_and_shutdown(void **state)
     expect_col(f, "sub:X2", "status", "queued");
 }
 
+static int log_sent(fx *f)
+{
+    return fw_sms_count(f->sms, "sent") == 2;
+}
+
+static void test_log_carrier_default(void **state)
+{
+    fx *f = *state;
+    char err[512];
+    /* only the defaults: carrier `log`, nothing leaves the process */
+    f->cfg = fw_config_new();
+    fw_config_add_keys(f->cfg, fw_sms_config_keys, fw_sms_config_nkeys);
+    const char *q[] = {"sms.quiet_hours=off"};
+    assert_int_equal(fw_config_load(f->cfg, NULL, (char *const *)q, 1, err, sizeof err), 0);
+    assert_string_equal(fw_config_get(f->cfg, "sms.carrier"), "log");
+    assert_int_equal(fw_config_int(f->cfg, "sms.rate"), 50);
+    f->sms = fw_sms_new(f->st, f->cfg, f->base, err, sizeof err);
+    assert_non_null(f->sms);
+    queue_subsidy(f, "G1", "13800000051", 100);
+    queue_subsidy(f, "G2", "13800000052", 100);
+    assert_true(run_until(f, log_sent, 5000));
+    char *m1 = row_text(f, "sub:G1", "message_id");
+    char *m2 = row_text(f, "sub:G2", "message_id");
+    assert_true(strncmp(m1, "log-", 4) == 0 && strncmp(m2, "log-", 4) == 0);
+    assert_string_not_equal(m1, m2);
+    free(m1);
+    free(m2);
+    assert_int_equal(fw_t_carrier_count(f->car), 0);
+}
+
+static void test_expiry(void **state)
+{
+    fx *f = *state;
+    g_clock_offset = 0;
+    fw_clock_set(shifted_clock);
+    fw_t_carrier_stop(f->car); /* the carrier is down for good */
+    f->car = NULL;
+    const char *e[] = {"sms.expiry=1h"};
+    open_sms(f, e, 1);
+    queue_subsidy(f, "E1", "13800000061", 100);
+    run_for(f, 400);
+    expect_col(f, "sub:E1", "status", "queued");
+    g_clock_offset = 3601; /* an hour later, still not delivered */
+    fw_sms_kick(f->sms);
+    assert_true(run_until(f, none_queued, 5000));
+    expect_col(f, "sub:E1", "status", "expired");
+    char *err = row_text(f, "sub:E1", "error");
+    assert_non_null(strstr(err, "expired"));
+    assert_non_null(strstr(err, "transport"));
+    free(err);
+}
+
+static int g_cb_ran;
+static void shutdown_from_callback(evutil_socket_t fd, short what, void *arg)
+{
+    fx *f = arg;
+    fw_sms_shutdown(f->sms, 2000); /* inside the loop: must not block or break it */
+    g_cb_ran = 1;
+}
+static int cb_ran(fx *f)
+{
+    return g_cb_ran;
+}
+
+static void test_shutdown_inside_loop_and_open_txn(void **state)
+{
+    fx *f = *state;
+    open_sms(f, NULL, 0);
+    /* A batch transaction is open: the sender must not commit it for us. */
+    fw_event ev;
+    fw_decode_error de;
+    const char *j = "{\"id\":\"evt-K\",\"payout_id\":\"K1\",\"occurred_at\":"
+                    "\"2024-06-05T10:00:00+08:00\",\"unit_code\":\"101001\",\"emp_id\":\"E1\","
+                    "\"name\":\"张三\",\"phone\":\"13800000071\",\"kind\":\"补贴\","
+                    "\"amount\":\"1.00\",\"paid_at\":\"2024-06-05T10:00:00+08:00\"}";
+    assert_int_equal(fw_event_decode("fiscal.subsidy.101001", j, strlen(j), &ev, &de), 0);
+    assert_int_equal(fw_store_begin(f->st), 0);
+    assert_int_equal(fw_sms_on_event(f->sms, &ev), 0);
+    fw_event_clear(&ev);
+    fw_sms_kick(f->sms);
+    run_for(f, 200);
+    assert_int_equal(fw_t_carrier_count(f->car), 0);
+    assert_true(fw_store_in_txn(f->st));
+    assert_int_equal(fw_store_commit(f->st), 0);
+    g_want = 1;
+    assert_true(run_until(f, sent_all, 5000));
+
+    /* fw_sms_shutdown from a loop callback returns at once and leaves the
+     * caller's loop running; the in-flight request still completes. */
+    fw_t_carrier_set_delay_ms(f->car, 300);
+    queue_subsidy(f, "K2", "13800000072", 100);
+    run_for(f, 100);
+    expect_col(f, "sub:K2", "status", "sending");
+    g_cb_ran = 0;
+    struct event *ev2 = evtimer_new(f->base, shutdown_from_callback, f);
+    struct timeval tv = {0, 1000};
+    evtimer_add(ev2, &tv);
+    int64_t t0 = mono_now_ms();
+    assert_true(run_until(f, cb_ran, 2000));
+    assert_true(mono_now_ms() - t0 < 250);
+    g_want = 2;
+    assert_true(run_until(f, sent_all, 3000));
+    event_free(ev2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -823,6 +928,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_number_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_http_client_and_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_carrier_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_inside_loop_and_open_txn, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,17 @@
  * "in flight ...; not resent (carrier not idempotent)" rather than risk a
  * duplicate; a later SmsReport receipt still moves it to delivered).
  *
+ * aliyun renders remotely: register each kind's template at Aliyun with
+ * the same variable names as etc/templates/<kind>.txt (TemplateParam holds
+ * the placeholders that template uses) and set sms.aliyun_template_<kind>.
+ *
+ * Receipts (POST /sms/dlr): generic-json posts one JSON object with
+ * "Authorization: Bearer <sms.dlr_secret>"; Aliyun's SmsReport push (a JSON
+ * array, answered {"code":0}) cannot set headers, so the secret may also be
+ * given as ?secret= in the callback URL.  No secret configured: 401 always.
+ * A receipt moves any not-yet-final row to delivered/undelivered (it proves
+ * the carrier took it); delivered/undelivered never change again.
+ *
  * Quiet hours (sms.quiet_hours, business zone) hold every row except
  * urgent ones (red alerts).  Rate: sms.rate messages per second overall
  * (paced by a token bucket, capped by a sliding

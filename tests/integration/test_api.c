@@ -667,6 +667,24 @@ static void test_dedup(void **state)
                   jstr(r, "last_seen"));
     assert_string_not_equal(jstr(r, "first_seen"), jstr(r, "last_seen"));
     json_decref(r);
+
+    /* Once resolved, the same case again is a new alert. */
+    json_decref(transition(e, ux, "acknowledged", "sam", NULL, 200));
+    json_decref(transition(e, ux, "confirmed", "sam", "上游补发凭证", 200));
+    json_decref(transition(e, ux, "resolved", "sam", "已联系代理银行", 200));
+    voucher_step(e, "api-x3", "ZF2024APIX", "signed", "2024-06-03T11:10:00+08:00");
+    assert_int_equal(fw_t_sql_int(e->d.db, "SELECT count(*) FROM alerts WHERE rule = "
+                                           "'flow_unknown_voucher' AND subject_id = 'ZF2024APIX'"),
+                     2);
+    r = api(e, "GET", "/api/alerts?rule=flow_unknown_voucher&status=open", "viewer-token", NULL,
+            200);
+    json_t *items = json_object_get(r, "items");
+    assert_int_equal(json_array_size(items), 1);
+    json_t *fresh = json_array_get(items, 0);
+    assert_string_equal(jstr(json_object_get(fresh, "subject"), "id"), "ZF2024APIX");
+    assert_string_not_equal(jstr(fresh, "alert_id"), ux);
+    assert_int_equal(json_integer_value(json_object_get(fresh, "occurrences")), 1);
+    json_decref(r);
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
 }
 

@@ -536,6 +536,23 @@ static void test_shadow_rule(void **state)
     usleep(500000);
     assert_int_equal(feed_count(&e->feed, "shadow_watch", NULL), 0);
 
+    /* Its status changes are not published either. */
+    char *resp = NULL;
+    char sql[256], path[128];
+    snprintf(sql, sizeof sql, "SELECT n FROM alerts WHERE rule = 'shadow_watch'");
+    snprintf(path, sizeof path, "/api/alerts/AL-%06lld/transition",
+             (long long)fw_t_sql_int(e->d.db, sql));
+    assert_int_equal(fw_t_http(e->d.http_port, "POST", path, "super-token",
+                               "{\"to\":\"acknowledged\",\"note\":\"观察中\"}", &resp),
+                     200);
+    free(resp);
+    char v2[32];
+    create_voucher(e, "其他", v2, sizeof v2); /* a live alert after it, to sync on */
+    feed_wait w2 = {&e->feed, "vague_purpose", v2};
+    assert_true(fw_t_wait_until(feed_has, &w2, 20000));
+    usleep(500000);
+    assert_int_equal(feed_count(&e->feed, "shadow_watch", NULL), 0);
+
     /* The pre-payment check never blocks on it (NATS and HTTP). */
     char body[2048];
     voucher_json(body, sizeof body, "", "ZF2024RLDCHK", "影子");
@@ -551,7 +568,6 @@ static void test_shadow_rule(void **state)
     free(dump);
     assert_string_equal(json_string_value(json_object_get(j, "decision")), "warn");
     json_decref(j);
-    char *resp = NULL;
     assert_int_equal(fw_t_http(e->d.http_port, "POST", "/api/check", "viewer-token", body, &resp),
                      200);
     j = json_loads(resp, 0, NULL);

@@ -359,6 +359,38 @@ static void raise_sample_alerts(env *e)
     wait_sql(e, "SELECT count(*) FROM alerts", 4);
 }
 
+/* Run `fundwatch ARGS...` from the source tree (as the daemon runs);
+ * stdout+stderr into *out.  Returns the exit status. */
+static int run_cli(env *e, char **out, const char *const *args)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/cli.out", e->tmp);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || chdir(fw_t_src()) != 0)
+            _exit(126);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        char *argv[32];
+        int n = 0;
+        argv[n++] = "fundwatch";
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = (char *)args[n - 1];
+        argv[n] = NULL;
+        execv(fw_t_bin(), argv);
+        _exit(127);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    *out = fw_t_read_file(path, NULL);
+    assert_non_null(*out);
+    print_message("$ fundwatch %s %s ... -> %d\n%s", args[0], args[1],
+                  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), *out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 /* ---- tests ---- */
 
 static void test_auth_and_errors(void **state)
@@ -406,6 +438,18 @@ static void test_auth_and_errors(void **state)
     assert_non_null(strstr(msg, "level"));
     msg = api_error(e, "GET", "/api/alerts?status=lost", "viewer-token", NULL, 400);
     assert_non_null(strstr(msg, "status"));
+    api_error(e, "GET", "/api/no-such-thing", "viewer-token", NULL, 404);
+    api_error(e, "POST", "/api/alerts", "super-token", "{}", 405);
+    /* Every error is {"error": ...}, also for a method the API has no use
+     * for at all. */
+    char *resp = NULL;
+    int st = fw_t_http(e->d.http_port, "DELETE", "/api/alerts", "super-token", NULL, &resp);
+    json_t *ej = resp ? json_loads(resp, 0, NULL) : NULL;
+    print_message("DELETE /api/alerts -> %d %.80s\n", st, resp ? resp : "");
+    free(resp);
+    assert_true(st >= 400);
+    assert_true(json_is_string(json_object_get(ej, "error")));
+    json_decref(ej);
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
 }
 
@@ -779,6 +823,30 @@ static void test_ledger_views(void **state)
     assert_non_null(strstr(dump, "三财预〔2024〕7号"));
     free(dump);
     json_decref(j);
+
+    /* The CLI's --json shapes are those of the API (contract §7). */
+    char *out = NULL;
+    const char *show[] = {"ledger", "show", "-c", e->d.conf, BIG_IND, "--json", NULL};
+    assert_int_equal(run_cli(e, &out, show), 0);
+    json_t *cli = json_loads(out, 0, NULL);
+    free(out);
+    j = api(e, "GET", "/api/indicators/" BIG_IND, "viewer-token", NULL, 200);
+    assert_non_null(cli);
+    assert_true(json_equal(cli, j));
+    json_decref(cli);
+    json_decref(j);
+    const char *trace[] = {"ledger", "trace", "-c", e->d.conf, "ZF2024APIL01", "--json", NULL};
+    assert_int_equal(run_cli(e, &out, trace), 0);
+    cli = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(cli);
+    j = api(e, "GET", "/api/vouchers/ZF2024APIL01/trace", "viewer-token", NULL, 200);
+    assert_true(json_equal(cli, j));
+    json_decref(cli);
+    json_decref(j);
+    const char *unknown[] = {"ledger", "show", "-c", e->d.conf, "ZB-NO-SUCH", NULL};
+    assert_int_equal(run_cli(e, &out, unknown), 1);
+    free(out);
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
 }
 
@@ -833,6 +901,13 @@ static void test_sms_and_metrics(void **state)
     }
     json_decref(j);
     api_error(e, "GET", "/api/sms?status=lost", "viewer-token", NULL, 400);
+    /* The CLI masks the phone too. */
+    char *out = NULL;
+    const char *sms[] = {"sms", "list", "-c", e->d.conf, "--kind", "reimburse", NULL};
+    assert_int_equal(run_cli(e, &out, sms), 0);
+    assert_null(strstr(out, "13812340000"));
+    assert_non_null(strstr(out, "138****0000"));
+    free(out);
 
     /* /metrics: per rule, alerts by level and status, SMS by state. */
     char *m = NULL;
@@ -886,38 +961,6 @@ static void test_rule_metrics(void **state)
     assert_int_equal(evals0, 0);
     assert_int_equal(hits0, 0);
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
-}
-
-/* Run `fundwatch ARGS...` from the source tree (as the daemon runs);
- * stdout+stderr into *out.  Returns the exit status. */
-static int run_cli(env *e, char **out, const char *const *args)
-{
-    char path[700];
-    snprintf(path, sizeof path, "%s/cli.out", e->tmp);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || chdir(fw_t_src()) != 0)
-            _exit(126);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        char *argv[32];
-        int n = 0;
-        argv[n++] = "fundwatch";
-        for (; args[n - 1] && n < 31; n++)
-            argv[n] = (char *)args[n - 1];
-        argv[n] = NULL;
-        execv(fw_t_bin(), argv);
-        _exit(127);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    *out = fw_t_read_file(path, NULL);
-    assert_non_null(*out);
-    print_message("$ fundwatch %s %s ... -> %d\n%s", args[0], args[1],
-                  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), *out);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 static void test_cli_and_audit(void **state)

@@ -136,6 +136,17 @@ static void start(env *e, const char *extra_ini)
     copy_pack_rule(e, "over_balance");
     copy_pack_rule(e, "cash_over_limit");
     copy_pack_rule(e, "vague_purpose");
+    /* The SMS templates too, so that a test may edit them. */
+    static const char *const kinds[] = {"payroll", "reimburse", "subsidy", "alert"};
+    char tdir[700];
+    snprintf(tdir, sizeof tdir, "%s/templates", e->tmp);
+    mkdir(tdir, 0755);
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        char from[700], to[800];
+        snprintf(from, sizeof from, "%s/etc/templates/%s.txt", fw_t_src(), kinds[i]);
+        snprintf(to, sizeof to, "%s/%s.txt", tdir, kinds[i]);
+        copy_file(from, to);
+    }
     assert_int_equal(fw_t_nats_start(&e->nats, e->tmp), 0);
     assert_int_equal(natsConnection_ConnectTo(&e->nc, e->nats.url), NATS_OK);
     assert_int_equal(
@@ -145,7 +156,9 @@ static void start(env *e, const char *extra_ini)
     char dir[600];
     snprintf(dir, sizeof dir, "%s/daemon", e->tmp);
     mkdir(dir, 0755);
-    assert_int_equal(fw_t_daemon_start(&e->d, dir, e->nats.url, e->rules, extra_ini), 0);
+    char ini[1400];
+    snprintf(ini, sizeof ini, "%s[sms]\ntemplates = %s\nquiet_hours = off\n", extra_ini, tdir);
+    assert_int_equal(fw_t_daemon_start(&e->d, dir, e->nats.url, e->rules, ini), 0);
     assert_true(fw_t_wait_until(ready, e, 30000));
 }
 
@@ -153,7 +166,7 @@ static int setup_sighup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     /* No directory watch here, so only the signal can reload. */
-    start(e, "[rules]\nwatch = false\n[sms]\nquiet_hours = off\n");
+    start(e, "[rules]\nwatch = false\n");
     *state = e;
     return 0;
 }
@@ -161,7 +174,7 @@ static int setup_sighup(void **state)
 static int setup_watch(void **state)
 {
     env *e = calloc(1, sizeof *e);
-    start(e, "[sms]\nquiet_hours = off\n");
+    start(e, "");
     *state = e;
     return 0;
 }
@@ -591,12 +604,56 @@ static void test_shadow_rule(void **state)
     free(log);
 }
 
+/* SIGHUP reloads the SMS templates too (contract §9). */
+static void test_sighup_templates(void **state)
+{
+    env *e = *state;
+    char path[700];
+    snprintf(path, sizeof path, "%s/templates/reimburse.txt", e->tmp);
+    char *before = fw_t_read_file(path, NULL);
+    assert_non_null(before);
+    const char *reimb =
+        "{\"id\":\"rld-r%d\",\"reimb_id\":\"BX2024-RLD%d\",\"occurred_at\":"
+        "\"2024-06-05T10:00:00+08:00\",\"unit_code\":\"" UNIT "\",\"emp_id\":\"E0001\","
+        "\"name\":\"张三\",\"phone\":\"13800000000\",\"amount\":\"1234.00\","
+        "\"card_last4\":\"1234\",\"spent_on\":\"2024-05-28\","
+        "\"paid_at\":\"2024-06-05T10:00:00+08:00\",\"summary\":\"差旅费\"}";
+    char body[1024];
+    snprintf(body, sizeof body, reimb, 1, 1);
+    publish1(e, "fiscal.reimburse." UNIT, body);
+    wait_event(e, "rld-r1");
+    assert_int_equal(fw_t_sql_int(e->d.db, "SELECT count(*) FROM sms_outbox WHERE content LIKE "
+                                           "'%新版模板%'"),
+                     0);
+    /* An operator edits the template and sends SIGHUP. */
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s/templates/.reimburse.tmp", e->tmp);
+    assert_int_equal(fw_t_write_file(tmp,
+                                     "{name}您好（新版模板），您的公务卡报销{amount}元已还款至尾号"
+                                     "{card_tail}的公务卡。\n"),
+                     0);
+    assert_int_equal(rename(tmp, path), 0);
+    log_wait w = {e, "event=sms.templates_reloaded",
+                  log_count(e, "event=sms.templates_reloaded") + 1};
+    assert_int_equal(kill(e->d.pid, SIGHUP), 0);
+    assert_true(fw_t_wait_until(log_reaches, &w, 60000));
+    snprintf(body, sizeof body, reimb, 2, 2);
+    publish1(e, "fiscal.reimburse." UNIT, body);
+    wait_event(e, "rld-r2");
+    assert_int_equal(fw_t_sql_int(e->d.db, "SELECT count(*) FROM sms_outbox WHERE content LIKE "
+                                           "'%新版模板%1,234.00%'"),
+                     1);
+    free(before);
+    assert_int_equal(fw_t_daemon_kill(&e->d, SIGINT), 0); /* SIGINT stops like SIGTERM */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sighup_reload, setup_sighup, teardown),
         cmocka_unit_test_setup_teardown(test_directory_watch, setup_watch, teardown),
         cmocka_unit_test_setup_teardown(test_shadow_rule, setup_sighup, teardown),
+        cmocka_unit_test_setup_teardown(test_sighup_templates, setup_sighup, teardown),
     };
     if (getenv("FW_TEST_FILTER"))
         cmocka_set_test_filter(getenv("FW_TEST_FILTER"));

@@ -359,6 +359,41 @@ static void raise_sample_alerts(env *e)
     wait_sql(e, "SELECT count(*) FROM alerts", 4);
 }
 
+static int readyz_is(env *e, int want)
+{
+    return fw_t_http(e->d.http_port, "GET", "/readyz", NULL, NULL, NULL) == want;
+}
+
+static int not_ready(void *ud)
+{
+    return readyz_is(ud, 503);
+}
+
+static int is_ready(void *ud)
+{
+    return readyz_is(ud, 200);
+}
+
+/* /readyz follows the NATS connection; /healthz does not. */
+static void test_readyz(void **state)
+{
+    env *e = *state;
+    json_t *j = api(e, "GET", "/readyz", NULL, NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "nats_connected")));
+    json_decref(j);
+    fw_t_nats_stop(&e->nats);
+    assert_true(fw_t_wait_until(not_ready, e, 30000));
+    j = api(e, "GET", "/readyz", NULL, NULL, 503);
+    assert_false(json_is_true(json_object_get(j, "nats_connected")));
+    json_decref(j);
+    json_decref(api(e, "GET", "/healthz", NULL, NULL, 200));
+    assert_int_equal(fw_t_nats_start(&e->nats, e->tmp), 0);
+    assert_true(fw_t_wait_until(is_ready, e, 60000));
+    /* And it consumes again. */
+    allocate(e, "api-ind-rz", IND, "3000.00");
+    assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
+}
+
 /* Run `fundwatch ARGS...` from the source tree (as the daemon runs);
  * stdout+stderr into *out.  Returns the exit status. */
 static int run_cli(env *e, char **out, const char *const *args)
@@ -1068,6 +1103,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sms_and_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rule_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_and_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readyz, setup, teardown),
     };
     if (getenv("FW_TEST_FILTER"))
         cmocka_set_test_filter(getenv("FW_TEST_FILTER"));

@@ -401,6 +401,61 @@ static void test_check_follows_ledger(void **state)
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
 }
 
+/* The daemon answers in queue group `fundwatch`: with a second member in
+ * that group, each request reaches one of the two, never both. */
+typedef struct member {
+    int calls;
+} member;
+
+static void on_member_request(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                              void *closure)
+{
+    (void)sub;
+    member *m = closure;
+    __atomic_add_fetch(&m->calls, 1, __ATOMIC_SEQ_CST);
+    natsConnection_PublishString(nc, natsMsg_GetReply(msg), "{\"decision\":\"from-test\"}");
+    natsMsg_Destroy(msg);
+}
+
+static void test_queue_group(void **state)
+{
+    env *e = *state;
+    natsConnection *nc2 = NULL;
+    natsSubscription *sub = NULL;
+    member m = {0};
+    assert_int_equal(natsConnection_ConnectTo(&nc2, e->nats.url), NATS_OK);
+    assert_int_equal(natsConnection_QueueSubscribe(&sub, nc2, "fundwatch.check", "fundwatch",
+                                                   on_member_request, &m),
+                     NATS_OK);
+    assert_int_equal(natsConnection_Flush(nc2), NATS_OK);
+    enum { N = 60 };
+    int from_daemon = 0, from_test = 0;
+    char body[2048];
+    voucher(body, sizeof body, "ZF2024CHKQ", IND, "100.00", "transfer", "办公用品采购");
+    for (int i = 0; i < N; i++) {
+        natsMsg *reply = NULL;
+        assert_int_equal(
+            natsConnection_RequestString(&reply, e->nc, "fundwatch.check", body, 10000), NATS_OK);
+        if (strstr(natsMsg_GetData(reply), "from-test"))
+            from_test++;
+        else if (strstr(natsMsg_GetData(reply), "\"decision\""))
+            from_daemon++;
+        natsMsg_Destroy(reply);
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc2);
+    int calls = __atomic_load_n(&m.calls, __ATOMIC_SEQ_CST);
+    print_message("queue group: %d answered by the daemon, %d by the other member (%d calls)\n",
+                  from_daemon, from_test, calls);
+    assert_int_equal(from_daemon + from_test, N);
+    assert_true(from_daemon > 0);
+    /* Outside the group the daemon would get every request as well, and the
+     * other member would be called N times. */
+    assert_true(calls < N);
+    assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -454,6 +509,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_decisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_follows_ledger, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency, setup, teardown),
     };
     if (getenv("FW_TEST_FILTER"))

@@ -82,6 +82,8 @@ const fw_config_key fw_core_config_keys[] = {
      "stream subjects when the daemon creates the stream"},
     {"nats.max_ack_pending", FW_CFG_INT, "20000", 1, 1000000, NULL,
      "messages delivered but not yet acked"},
+    {"nats.event_loop", FW_CFG_BOOL, "false", 0, 0, NULL,
+     "read the NATS socket on the libevent loop (cnats adapter; see README)"},
     {"nats.ack_wait", FW_CFG_DURATION, "60", 1, 86400, NULL, "server redelivery timeout"},
     {"store.path", FW_CFG_STRING, "var/fundwatch.db", 0, 0, NULL, "SQLite database file"},
     {"store.synchronous", FW_CFG_STRING, "full", 0, 0, validate_sync,

@@ -32,6 +32,7 @@ struct fw_intake {
     fw_intake_committed_fn committed;
     void *ud;
     int batch_max;
+    int batch_cur; /* adaptive: keeps one handler call near k_slice_ms */
 
     /* Shared between cnats threads and the loop: guarded by lock. */
     pthread_mutex_t lock;
@@ -47,6 +48,11 @@ struct fw_intake {
     atomic_int connected;
     atomic_int stopping;
     atomic_uint_fast64_t lag;
+    /* The closed callback is the last one cnats delivers: free waits for it
+     * so that no callback runs on a freed intake. */
+    pthread_mutex_t closed_lock;
+    pthread_cond_t closed_cond;
+    int closed;
     uint64_t expect_dseq; /* loop only */
 
     /* setup thread */
@@ -271,7 +277,18 @@ static natsStatus create_consumer(fw_intake *in, int gen, uint64_t start_seq)
         natsSubscription_Destroy(sub);
         return s;
     }
+    /* A consumer that has delivered before is not the fresh one asked for
+     * (a delete that timed out during a reconnect, then an add that bound
+     * the old one): delete it and try again, or sequences would not match. */
+    int stale = ci->Delivered.Consumer != 0 ||
+                (start_seq > 1 && ci->Config && ci->Config->OptStartSeq != start_seq);
     jsConsumerInfo_Destroy(ci);
+    if (stale) {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+        js_DeleteConsumer(in->js, in->stream, in->consumer, NULL, &jerr);
+        return NATS_ERR;
+    }
     pthread_mutex_lock(&in->lock);
     if (in->old_sub) {
         natsSubscription_Unsubscribe(in->old_sub);
@@ -354,6 +371,23 @@ static void on_resync(evutil_socket_t fd, short what, void *arg)
 
 /* ---- loop: hand messages to the app ---- */
 
+/* The loop thread also reads the NATS socket and answers pre-payment checks,
+ * so one handler call (a batch and its commit) must stay short: a loop that
+ * stops reading for seconds gets the connection closed by the server as a
+ * slow consumer, and a check waits behind the batch.  The batch size adapts
+ * so that a call takes about k_slice_ms; under light load batches are small
+ * anyway (whatever arrived), under heavy load they grow to amortise the
+ * commit. */
+static const double k_slice_ms = 20.0;
+
+static void adapt_batch(fw_intake *in, int n, double ms)
+{
+    if (ms > 2 * k_slice_ms && in->batch_cur > 1)
+        in->batch_cur = in->batch_cur / 2 > 0 ? in->batch_cur / 2 : 1;
+    else if (ms < k_slice_ms / 2 && n >= in->batch_cur && in->batch_cur < in->batch_max)
+        in->batch_cur = in->batch_cur * 2 < in->batch_max ? in->batch_cur * 2 : in->batch_max;
+}
+
 static void on_wakeup(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -379,7 +413,7 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     int live = atomic_load(&in->live_gen) == gen;
     int resync = 0;
     pthread_mutex_lock(&in->lock);
-    while (n < in->batch_max && in->stream_q.n) {
+    while (n < in->batch_cur && in->stream_q.n) {
         fw_intake_msg *m = in->stream_q.items[in->stream_q.head];
         if (m->gen == gen && !live && !resync)
             break; /* the consumer is being set up: keep them until it is live */
@@ -407,8 +441,14 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     more = in->stream_q.n > 0 && atomic_load(&in->live_gen) == gen;
     pthread_mutex_unlock(&in->lock);
 
-    if (n)
+    if (n) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         in->handler(in->ud, batch, n);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        adapt_batch(
+            in, n, (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    }
     for (int i = 0; i < n; i++)
         msg_free(batch[i]);
     free(batch);
@@ -438,6 +478,16 @@ static void on_reconnected(natsConnection *nc, void *closure)
      * of order: start over from the last committed sequence. */
     if (!atomic_load(&in->stopping))
         event_active(in->ev_resync, EV_READ, 0);
+}
+
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    fw_intake *in = closure;
+    pthread_mutex_lock(&in->closed_lock);
+    in->closed = 1;
+    pthread_cond_signal(&in->closed_cond);
+    pthread_mutex_unlock(&in->closed_lock);
 }
 
 static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -477,12 +527,15 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
     in->committed = committed;
     in->ud = ud;
     in->batch_max = (int)fw_config_int(cfg, "store.batch_max");
+    in->batch_cur = in->batch_max < 64 ? in->batch_max : 64;
     in->stream = strdup(fw_config_get(cfg, "nats.stream"));
     in->consumer = strdup(fw_config_get(cfg, "nats.consumer"));
     in->subjects = strdup(fw_config_get(cfg, "nats.subjects"));
     in->max_ack_pending = fw_config_int(cfg, "nats.max_ack_pending");
     in->ack_wait = fw_config_int(cfg, "nats.ack_wait");
     pthread_mutex_init(&in->lock, NULL);
+    pthread_mutex_init(&in->closed_lock, NULL);
+    pthread_cond_init(&in->closed_cond, NULL);
     in->ev_wakeup = event_new(base, -1, 0, on_wakeup, in);
     in->ev_setup_done = event_new(base, -1, 0, on_setup_done, in);
     in->ev_resync = event_new(base, -1, 0, on_resync, in);
@@ -509,7 +562,7 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
     }
     if (s == NATS_OK)
         s = natsOptions_SetServers(opts, list, nurls);
-    if (s == NATS_OK)
+    if (s == NATS_OK && fw_config_bool(cfg, "nats.event_loop"))
         s = natsOptions_SetEventLoop(opts, base, natsLibevent_Attach, natsLibevent_Read,
                                      natsLibevent_Write, natsLibevent_Detach);
     if (s == NATS_OK)
@@ -517,13 +570,15 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
     if (s == NATS_OK)
         s = natsOptions_SetReconnectWait(opts, 250);
     if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_reconnected, in);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(opts, on_disconnected, in);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(opts, on_reconnected, in);
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(opts, on_nats_error, in);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(opts, on_closed, in);
     if (s == NATS_OK)
         s = natsOptions_SetName(opts, "fundwatch");
     if (s == NATS_OK)
@@ -566,6 +621,7 @@ int fw_intake_start(fw_intake *in)
 void fw_intake_set_batch(fw_intake *in, int max)
 {
     in->batch_max = max > 0 ? max : 1;
+    in->batch_cur = in->batch_max;
 }
 
 void fw_intake_stop(fw_intake *in)
@@ -601,8 +657,17 @@ void fw_intake_free(fw_intake *in)
         pthread_join(in->flush_thr, NULL);
     /* Destroying subscriptions waits for their callbacks; close first so no
      * new message arrives meanwhile. */
-    if (in->nc)
+    if (in->nc) {
         natsConnection_Close(in->nc);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&in->closed_lock);
+        while (!in->closed &&
+               pthread_cond_timedwait(&in->closed_cond, &in->closed_lock, &until) == 0)
+            ;
+        pthread_mutex_unlock(&in->closed_lock);
+    }
     natsSubscription_Destroy(in->sub);
     natsSubscription_Destroy(in->old_sub);
     natsSubscription_Destroy(in->check_sub);
@@ -624,6 +689,8 @@ void fw_intake_free(fw_intake *in)
     if (in->ev_flushed)
         event_free(in->ev_flushed);
     pthread_mutex_destroy(&in->lock);
+    pthread_mutex_destroy(&in->closed_lock);
+    pthread_cond_destroy(&in->closed_cond);
     free(in->stream);
     free(in->consumer);
     free(in->subjects);

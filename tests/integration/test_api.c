@@ -127,7 +127,7 @@ static int ready(void *ud)
     return fw_t_http(e->d.http_port, "GET", "/readyz", NULL, NULL, NULL) == 200;
 }
 
-static int setup(void **state)
+static int setup_with(void **state, const char *extra_ini)
 {
     env *e = calloc(1, sizeof *e);
     pthread_mutex_init(&e->feed.mu, NULL);
@@ -143,12 +143,27 @@ static int setup(void **state)
     char dir[600];
     snprintf(dir, sizeof dir, "%s/daemon", e->tmp);
     mkdir(dir, 0755);
-    assert_int_equal(
-        fw_t_daemon_start(&e->d, dir, e->nats.url, NULL, "[sms]\nrate = 1000\nquiet_hours = off\n"),
-        0);
+    assert_int_equal(fw_t_daemon_start(&e->d, dir, e->nats.url, NULL, extra_ini), 0);
     assert_true(fw_t_wait_until(ready, e, 30000));
     *state = e;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, "[sms]\nrate = 1000\nquiet_hours = off\n");
+}
+
+/* Supervisors and a route for unit 101001: red and orange to li by SMS,
+ * escalated to the deputy after the shortest deadline allowed (60 s). */
+static int setup_routes(void **state)
+{
+    return setup_with(state, "[sms]\nrate = 1000\nquiet_hours = off\n"
+                             "[alerts]\nescalate_red = 60s\ngroup_window = 0\n"
+                             "[supervisor.li]\nphone = 13900000002\n"
+                             "[supervisor.deputy]\nphone = 13900000003\n"
+                             "[route.education]\nunits = 101\nlevels = red, orange\nto = li\n"
+                             "channels = nats, sms\nescalate_to = deputy\n");
 }
 
 static int teardown(void **state)
@@ -357,6 +372,94 @@ static void raise_sample_alerts(env *e)
     create_voucher(e, "api-v3", "ZF2024API0003", BIG_IND, "800.00", "transfer",
                    "41050166880800000125", "其他");
     wait_sql(e, "SELECT count(*) FROM alerts", 4);
+}
+
+typedef struct sms_wait {
+    env *e;
+    const char *phone_masked;
+    int want;
+} sms_wait;
+
+/* Alert SMS rows to this (masked) phone. */
+static int alert_sms_to(env *e, const char *masked)
+{
+    json_t *j = api(e, "GET", "/api/sms?kind=alert", "viewer-token", NULL, 200);
+    size_t i;
+    json_t *it;
+    int n = 0;
+    json_array_foreach(json_object_get(j, "items"), i, it)
+    {
+        if (strcmp(jstr(it, "phone"), masked) == 0)
+            n++;
+    }
+    json_decref(j);
+    return n;
+}
+
+static int sms_reaches(void *ud)
+{
+    sms_wait *w = ud;
+    return alert_sms_to(w->e, w->phone_masked) >= w->want;
+}
+
+static int escalated(void *ud)
+{
+    env *e = ud;
+    return fw_t_sql_int(e->d.db, "SELECT count(*) FROM alert_history WHERE kind = 'escalation'") >=
+           1;
+}
+
+/* Routing by unit and level to supervisors by SMS, silences (no notice,
+ * still stored), escalation of an alert nobody acknowledged. */
+static void test_routing_silence_escalation(void **state)
+{
+    env *e = *state;
+    /* Silence cash_over_limit for an hour before anything happens. */
+    json_t *sl = api(e, "POST", "/api/silences", "super-token",
+                     "{\"rule\":\"cash_over_limit\",\"unit\":\"*\",\"for\":\"1h\","
+                     "\"reason\":\"现金管理专项检查期间\"}",
+                     201);
+    json_decref(sl);
+    api_error(e, "POST", "/api/silences", "viewer-token",
+              "{\"rule\":\"*\",\"for\":\"1h\",\"reason\":\"x\"}", 403);
+    raise_sample_alerts(e);
+    char red[32], orange[32];
+    alert_id_of(e, "over_balance", "ZF2024API0001", red, sizeof red);
+    alert_id_of(e, "cash_over_limit", "ZF2024API0002", orange, sizeof orange);
+
+    /* The red alert went to li by SMS. */
+    sms_wait w = {e, "139****0002", 1};
+    assert_true(fw_t_wait_until(sms_reaches, &w, 30000));
+    /* The silenced orange one is stored and marked, but sends nothing; the
+     * yellow ones are outside the route. */
+    char path[128];
+    snprintf(path, sizeof path, "/api/alerts/%s", orange);
+    json_t *j = api(e, "GET", path, "viewer-token", NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "silenced")));
+    json_decref(j);
+    sleep(2);
+    assert_int_equal(alert_sms_to(e, "139****0002"), 1);
+
+    /* Nobody acknowledges the red one: after its deadline it escalates to
+     * the deputy (history entry, SMS).  The orange one is acknowledged in
+     * time and does not escalate. */
+    json_decref(transition(e, orange, "acknowledged", "li", NULL, 200));
+    assert_true(fw_t_wait_until(escalated, e, 180000));
+    snprintf(path, sizeof path, "/api/alerts/%s", red);
+    j = api(e, "GET", path, "viewer-token", NULL, 200);
+    char *dump = json_dumps(json_object_get(j, "history"), JSON_COMPACT);
+    print_message("red history after the deadline: %s\n", dump);
+    free(dump);
+    assert_true(json_integer_value(json_object_get(j, "escalations")) >= 1);
+    assert_string_equal(jstr(j, "status"), "open");
+    json_decref(j);
+    sms_wait w2 = {e, "139****0003", 1};
+    assert_true(fw_t_wait_until(sms_reaches, &w2, 30000));
+    snprintf(path, sizeof path, "/api/alerts/%s", orange);
+    j = api(e, "GET", path, "viewer-token", NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "escalations")), 0);
+    json_decref(j);
+    assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
 }
 
 static int readyz_is(env *e, int want)
@@ -1104,6 +1207,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rule_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_and_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readyz, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routing_silence_escalation, setup_routes, teardown),
     };
     if (getenv("FW_TEST_FILTER"))
         cmocka_set_test_filter(getenv("FW_TEST_FILTER"));

@@ -513,6 +513,20 @@ static void test_directory_watch(void **state)
     assert_int_equal(alert_ruleset(e, "hot_keyword", v2, r1, sizeof r1, NULL), 0);
     assert_string_not_equal(r1, r0);
     assert_true(log_count(e, "event=rules.reloaded") >= 1);
+
+    /* The author deletes the rule again: it goes away, and the ruleset is
+     * the starting one again (the version names the active rules). */
+    log_wait lw = {e, "event=rules.reloaded", log_count(e, "event=rules.reloaded") + 1};
+    char path[700];
+    snprintf(path, sizeof path, "%s/hot_keyword.lua", e->rules);
+    assert_int_equal(unlink(path), 0);
+    assert_true(fw_t_wait_until(log_reaches, &lw, 30000));
+    char v3[32], v4[32], r[64];
+    create_voucher(e, "热加载测试采购", v3, sizeof v3);
+    create_voucher(e, "其他", v4, sizeof v4);
+    assert_int_equal(alert_ruleset(e, "vague_purpose", v4, r, sizeof r, NULL), 0);
+    assert_int_equal(alert_ruleset(e, "hot_keyword", v3, r1, sizeof r1, NULL), -1);
+    assert_string_equal(r, r0);
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
 }
 

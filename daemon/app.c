@@ -799,7 +799,6 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     if (fw_intake_queued(a->intake) > 0)
         return; /* the wakeup handler is still committing what is in hand */
     event_del(a->ev_drain);
-    fw_sms_shutdown(a->sms, 2000);
     FW_INFO("daemon.drained", "committed_seq=%llu", (unsigned long long)a->committed_seq);
     fw_intake_flush_then(a->intake, on_flushed_exit, a);
 }
@@ -932,6 +931,9 @@ int fw_app_run(fw_config *cfg)
             fw_config_get(cfg, "store.path"), fw_rules_count(a->rules), fw_rules_version(a->rules),
             (unsigned long long)a->committed_seq);
     event_base_dispatch(a->base);
+    /* In-flight SMS get up to 2 s to finish; fw_sms_shutdown runs the loop
+     * itself, which it cannot do from inside a loop callback. */
+    fw_sms_shutdown(a->sms, 2000);
     rc = a->exit_code;
     FW_INFO("daemon.stopped", "exit=%d", rc);
 out:

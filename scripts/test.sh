@@ -15,6 +15,10 @@ echo "== build (ASan+UBSan)"
 cmake -S . -B build-asan -DFW_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j"$jobs"
 
+echo "== build (Release: optimiser warnings are errors too)"
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-rel -j"$jobs"
+
 echo "== fuzz the decoders (${FW_FUZZ_SECONDS:-30} s)"
 tests/fuzz/run.sh "${FW_FUZZ_SECONDS:-30}"
 

@@ -92,7 +92,7 @@ static int tpl_add(sms_tpl *t, int var, const char *text, size_t len)
     p[t->nparts].var = var;
     p[t->nparts].text = NULL;
     if (var < 0) {
-        p[t->nparts].text = strndup(text, len);
+        p[t->nparts].text = strndup(text ? text : "", len);
         if (!p[t->nparts].text)
             return -1;
     }

@@ -35,7 +35,7 @@ static void expect_bad_time(const char *s)
     int64_t t = 4242;
     const char *reason = NULL;
     if (fw_time_parse(s, &t, &reason) == 0)
-        fail_msg("\"%s\" accepted as %lld", s, (long long)t);
+        fail_msg("\"%s\" accepted as %lld", s ? s : "(null)", (long long)t);
     assert_non_null(reason);
     assert_int_equal(t, 4242);
 }

@@ -589,7 +589,8 @@ static const char *transition_refusal(const char *from, const char *to, char *bu
     /* to == resolved */
     if (strcmp(from, "confirmed") == 0 || strcmp(from, "dismissed") == 0)
         return NULL;
-    snprintf(buf, len, "a %s alert must be confirmed or dismissed before it is resolved", from);
+    snprintf(buf, len, "an alert that is %s must be confirmed or dismissed before it is resolved",
+             from);
     return buf;
 }
 
@@ -650,7 +651,8 @@ int fw_alerts_transition(fw_alerts *a, const char *alert_id, const char *to, con
         return FW_ALERTS_REFUSED;
     }
     if (strcmp(to, "dismissed") == 0 && fw_level_rank(level) >= 2 && note_empty(note)) {
-        snprintf(err, (size_t)errlen, "note: dismissing a %s alert needs the evidence", level);
+        snprintf(err, (size_t)errlen, "note: dismissing an alert of level %s needs the evidence",
+                 level);
         return FW_ALERTS_BAD;
     }
     if (strcmp(to, "resolved") == 0 && note_empty(note)) {

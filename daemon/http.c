@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -122,7 +123,8 @@ static int same_secret(const char *a, const char *b)
 
 fw_role fw_tokens_check(const fw_tokens *t, const char *authorization, const char **name)
 {
-    if (!t || !authorization || strncmp(authorization, "Bearer ", 7) != 0)
+    /* The auth scheme is case-insensitive (RFC 9110); the token is not. */
+    if (!t || !authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
         return FW_ROLE_NONE;
     const char *given = authorization + 7;
     for (int i = 0; i < t->n; i++) {
@@ -233,6 +235,10 @@ static const char *method_name(enum evhttp_cmd_type t)
         return "DELETE";
     case EVHTTP_REQ_HEAD:
         return "HEAD";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
     default:
         return "OTHER";
     }
@@ -334,7 +340,11 @@ fw_http *fw_http_start(struct event_base *base, const char *listen, const char *
                  strerror(errno));
         goto fail;
     }
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
+    /* Every method reaches on_request, which answers 405 in JSON for the
+     * ones a path does not take (libevent's own 501 page is HTML). */
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(h->http, MAX_BODY);
     evhttp_set_timeout(h->http, 30);
     evhttp_set_gencb(h->http, on_request, h);

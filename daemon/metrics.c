@@ -108,16 +108,22 @@ void fw_metric_gauge_fn(const char *name, const char *help, const char *labels, 
 
 void fw_metric_add(fw_metric *m, double v)
 {
+    if (!m)
+        return;
     atomic_fetch_add(&m->value_u, to_u(v));
 }
 
 void fw_metric_set(fw_metric *m, double v)
 {
+    if (!m)
+        return;
     atomic_store(&m->value_u, to_u(v));
 }
 
 void fw_metric_observe(fw_metric *m, double v)
 {
+    if (!m)
+        return;
     int i = 0;
     while (i < m->nbounds && v > m->bounds[i])
         i++;

@@ -498,6 +498,8 @@ fw_rule *fw_rule_load(const char *path, const fw_rule_env *env, char *err, int e
     json_decref(over);
     free(src);
 
+    if (!env->live_metrics)
+        return r; /* the metric handles stay NULL: fw_metric_* ignore NULL */
     char labels[128];
     snprintf(labels, sizeof labels, "rule=\"%s\"", r->id);
     r->m_evals =

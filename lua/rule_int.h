@@ -119,6 +119,10 @@ typedef struct fw_rule_env {
     const fw_config *cfg; /* [rule.<id>] overrides, may be NULL */
     int64_t instr_budget;
     size_t mem_budget;
+    /* Count evaluations, hits, errors and time in the daemon's per-rule
+     * metrics.  Off for rules loaded to run their test cases or to check
+     * them: those calls are not live traffic. */
+    int live_metrics;
 } fw_rule_env;
 
 typedef struct fw_rule {

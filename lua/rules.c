@@ -107,7 +107,7 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
     }
     fw_rule **rules = calloc((size_t)nf + 1, sizeof *rules);
     int n = 0, problems = 0;
-    fw_rule_env env = {etc, r->ledger, r->cfg, r->instr_budget, r->mem_budget};
+    fw_rule_env env = {etc, r->ledger, r->cfg, r->instr_budget, r->mem_budget, 1};
     for (int i = 0; i < nf; i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", r->dir, ents[i]->d_name);

@@ -219,7 +219,7 @@ static int run_case(const char *rule_path, fw_etc *etc, fw_store *st, fw_ledger 
         snprintf(why, whylen, "a case needs events = {...} and expect = {...}");
         return -1;
     }
-    fw_rule_env env = {etc, lg, NULL, 0, 0};
+    fw_rule_env env = {etc, lg, NULL, 0, 0, 0};
     r = fw_rule_load(rule_path, &env, err, sizeof err);
     if (!r) {
         snprintf(why, whylen, "%s", err);
@@ -271,7 +271,7 @@ int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *p
     rule_id_of(rule_path, id, sizeof id);
 
     /* The rule must load by itself first (a rule without tests loads). */
-    fw_rule_env env = {etc, NULL, NULL, 0, 0};
+    fw_rule_env env = {etc, NULL, NULL, 0, 0, 0};
     fw_rule *probe = fw_rule_load(rule_path, &env, err, errlen);
     if (!probe)
         return -1;
@@ -422,7 +422,7 @@ int fw_rules_cli_main(int argc, char **argv, const fw_config *cfg)
                 failed++;
             }
         } else {
-            fw_rule_env env = {etc, NULL, cfg, 0, 0};
+            fw_rule_env env = {etc, NULL, cfg, 0, 0, 0};
             fw_rule *r = fw_rule_load(path, &env, err, sizeof err);
             if (r) {
                 ok++;

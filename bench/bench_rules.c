@@ -264,11 +264,10 @@ int main(int argc, char **argv)
         char labels[128];
         snprintf(labels, sizeof labels, "rule=\"%s\"", fw_rules_id(r, i));
         costs[nc].id = fw_rules_id(r, i);
-        costs[nc].s = fw_metric_value(fw_metric_counter("fundwatch_rule_seconds_total",
-                                                        "Time spent in rule calls, per rule",
-                                                        labels));
-        costs[nc].n = fw_metric_value(fw_metric_counter(
-            "fundwatch_rule_evaluations_total", "Rule check calls, per rule", labels));
+        costs[nc].s = fw_metric_value(fw_metric_counter(
+            "fundwatch_rule_seconds_total", "Time spent in rule calls, per rule", labels));
+        costs[nc].n = fw_metric_value(fw_metric_counter("fundwatch_rule_evaluations_total",
+                                                        "Rule check calls, per rule", labels));
         nc++;
     }
     for (int i = 0; i < nc; i++)

@@ -29,10 +29,10 @@ typedef enum {
 } fw_config_type;
 
 typedef struct fw_config_key {
-    const char *name;     /* "sms.rate" */
+    const char *name; /* "sms.rate" */
     fw_config_type type;
-    const char *def;      /* default text, or NULL for none */
-    int64_t min, max;     /* bounds for INT/DURATION when min < max */
+    const char *def;  /* default text, or NULL for none */
+    int64_t min, max; /* bounds for INT/DURATION when min < max */
     /* Extra check: return NULL if fine, else a static reason. */
     const char *(*validate)(const char *value);
     const char *help;

@@ -42,12 +42,12 @@ typedef enum {
 
 typedef struct fw_event {
     fw_kind kind;
-    char type[32];       /* "voucher.created", "indicator.adjust", "payroll.run", ... */
-    char subject[256];   /* the NATS subject it came on */
-    const char *id;      /* body.id (borrowed from body) */
+    char type[32];         /* "voucher.created", "indicator.adjust", "payroll.run", ... */
+    char subject[256];     /* the NATS subject it came on */
+    const char *id;        /* body.id (borrowed from body) */
     const char *unit_code; /* body.unit_code (borrowed) */
-    int64_t occurred_at; /* unix seconds */
-    json_t *body;        /* owned; money fields as integer fen */
+    int64_t occurred_at;   /* unix seconds */
+    json_t *body;          /* owned; money fields as integer fen */
 } fw_event;
 
 typedef struct fw_decode_error {

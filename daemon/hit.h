@@ -23,9 +23,9 @@ typedef struct fw_hit {
     char *subject_kind; /* voucher | indicator | payroll_line | payroll_run |
                            reimburse | subsidy | rule */
     char *subject_id;
-    char *unit_code;    /* may be "" for tick hits with no unit */
-    char *event_id;     /* the inbound event id that caused it, or NULL (tick) */
-    int64_t at;         /* ctx.now() of the evaluation (unix seconds) */
+    char *unit_code; /* may be "" for tick hits with no unit */
+    char *event_id;  /* the inbound event id that caused it, or NULL (tick) */
+    int64_t at;      /* ctx.now() of the evaluation (unix seconds) */
 } fw_hit;
 
 typedef struct fw_hit_list {
@@ -37,8 +37,8 @@ typedef struct fw_hit_list {
  * Returns the new hit. */
 fw_hit *fw_hit_list_add(fw_hit_list *l, const char *rule, const char *level, int shadow,
                         const char *message, json_t *details, const char *key,
-                        const char *subject_kind, const char *subject_id,
-                        const char *unit_code, const char *event_id, int64_t at);
+                        const char *subject_kind, const char *subject_id, const char *unit_code,
+                        const char *event_id, int64_t at);
 void fw_hit_list_clear(fw_hit_list *l); /* frees items' contents, keeps capacity */
 void fw_hit_list_free(fw_hit_list *l);
 

@@ -29,21 +29,21 @@ typedef enum { FW_ROLE_NONE = 0, FW_ROLE_VIEWER = 1, FW_ROLE_SUPERVISOR = 2 } fw
 #define FW_HTTP_MAX_PARAMS 4
 
 typedef struct fw_http_req {
-    const char *method;   /* "GET", "POST" */
-    const char *path;     /* decoded path without query */
-    const char *query;    /* raw query string or "" */
-    const char *body;     /* NUL-terminated copy of the body ("" if none) */
+    const char *method; /* "GET", "POST" */
+    const char *path;   /* decoded path without query */
+    const char *query;  /* raw query string or "" */
+    const char *body;   /* NUL-terminated copy of the body ("" if none) */
     size_t body_len;
-    const char *authorization; /* the Authorization header or NULL */
+    const char *authorization;              /* the Authorization header or NULL */
     const char *params[FW_HTTP_MAX_PARAMS]; /* captured `*` segments */
     int nparams;
-    fw_role role;          /* the caller's role (from the token) */
-    const char *user;      /* the token's name, or NULL */
+    fw_role role;     /* the caller's role (from the token) */
+    const char *user; /* the token's name, or NULL */
 } fw_http_req;
 
 typedef struct fw_http_resp {
-    int status;           /* default 200 */
-    char *body;           /* malloc'd, taken by the server */
+    int status;               /* default 200 */
+    char *body;               /* malloc'd, taken by the server */
     const char *content_type; /* default application/json */
 } fw_http_resp;
 

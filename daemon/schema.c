@@ -36,10 +36,7 @@ const char fw_core_schema[] =
     "CREATE UNIQUE INDEX dlq_seq ON dlq(stream_seq) WHERE stream_seq IS NOT NULL;";
 
 const fw_migration fw_migrations[] = {
-    {"core", fw_core_schema},
-    {"ledger", fw_ledger_schema},
-    {"rules", fw_rules_schema},
-    {"alerts", fw_alerts_schema},
-    {"sms", fw_sms_schema},
+    {"core", fw_core_schema},     {"ledger", fw_ledger_schema}, {"rules", fw_rules_schema},
+    {"alerts", fw_alerts_schema}, {"sms", fw_sms_schema},
 };
 const int fw_nmigrations = (int)(sizeof fw_migrations / sizeof fw_migrations[0]);

@@ -39,8 +39,8 @@ char *fw_t_read_file(const char *path, size_t *len);
 typedef struct fw_t_nats {
     pid_t pid;
     int port;
-    char dir[512];   /* JetStream store dir */
-    char url[64];    /* nats://127.0.0.1:PORT */
+    char dir[512]; /* JetStream store dir */
+    char url[64];  /* nats://127.0.0.1:PORT */
 } fw_t_nats;
 
 /* Start nats-server -js on a free port (or n->port if already set, for
@@ -51,10 +51,10 @@ void fw_t_nats_stop(fw_t_nats *n); /* SIGTERM + wait */
 typedef struct fw_t_daemon {
     pid_t pid;
     int http_port;
-    char dir[512];     /* working dir for this daemon (db, config) */
-    char conf[600];    /* generated config path */
-    char db[600];      /* store path */
-    char log[600];     /* stderr of the daemon goes here */
+    char dir[512];  /* working dir for this daemon (db, config) */
+    char conf[600]; /* generated config path */
+    char db[600];   /* store path */
+    char log[600];  /* stderr of the daemon goes here */
 } fw_t_daemon;
 
 /* Write <dir>/fundwatch.conf with the given nats url, a fresh http port,
@@ -62,8 +62,8 @@ typedef struct fw_t_daemon {
  * with "viewer-token viewer vera" and "super-token supervisor sam", and
  * `extra_ini` appended verbatim (may be NULL); then start the daemon and
  * wait for /healthz (up to 20 s).  0 or -1. */
-int fw_t_daemon_start(fw_t_daemon *d, const char *dir, const char *nats_url,
-                      const char *rules_dir, const char *extra_ini);
+int fw_t_daemon_start(fw_t_daemon *d, const char *dir, const char *nats_url, const char *rules_dir,
+                      const char *extra_ini);
 /* Start again with the same config (after a kill). */
 int fw_t_daemon_restart(fw_t_daemon *d);
 /* kill(sig), then waitpid; returns the exit status (or 128+signal). */
@@ -84,7 +84,6 @@ int64_t fw_t_sql_int(const char *db_path, const char *sql);
 
 /* Publish to JetStream and wait for each ack (cnats, own connection).
  * subjects[i]/bodies[i] for i < n.  Returns number acked. */
-int fw_t_js_publish(const char *url, int n, const char *const *subjects,
-                    const char *const *bodies);
+int fw_t_js_publish(const char *url, int n, const char *const *subjects, const char *const *bodies);
 
 #endif

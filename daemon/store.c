@@ -125,11 +125,16 @@ fw_store *fw_store_open(const char *path, const fw_migration *migs, int nmigs, i
     char e[512];
     /* WAL lets the CLI and API readers work beside the writer.  The
      * synchronous level decides what an ack promises; see README. */
+    /* A 64 MiB page cache and memory-mapped reads: with SQLite's 2 MiB
+     * default, a growing store turned every index probe into a read()
+     * syscall (44% of the intake's time was in the kernel). */
     const char *pragmas = sync == FW_SYNC_FULL
                               ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                 "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
+                                "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824;"
                               : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                                "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;";
+                                "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
+                                "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824;";
     if (!readonly && exec_sql(st->db, pragmas, e, sizeof e) != 0) {
         snprintf(err, (size_t)errlen, "%s: %s", path, e);
         goto cleanup;

@@ -287,7 +287,7 @@ typedef struct publisher {
     atomic_int stop;
     int published;
     double seconds;
-    int failed;
+    int failed, stalls;
 } publisher;
 
 static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
@@ -306,6 +306,7 @@ static void *publish_thread(void *arg)
     jsOptions o;
     jsOptions_Init(&o);
     o.PublishAsync.MaxPending = 4096;
+    o.PublishAsync.StallWait = 2000; /* ms; a stall is retried below */
     o.PublishAsync.ErrHandler = on_pub_error;
     o.PublishAsync.ErrHandlerClosure = &p->failed;
     natsConnection_JetStream(&js, nc, &o);
@@ -319,9 +320,16 @@ static void *publish_thread(void *arg)
                 continue;
             }
         }
-        if (js_PublishAsync(js, p->msgs->subjects[i], p->msgs->bodies[i],
-                            (int)strlen(p->msgs->bodies[i]), NULL) != NATS_OK)
+        natsStatus st = js_PublishAsync(js, p->msgs->subjects[i], p->msgs->bodies[i],
+                                        (int)strlen(p->msgs->bodies[i]), NULL);
+        if (st == NATS_TIMEOUT) {
+            p->stalls++; /* MaxPending unacked: the server is behind; try again */
+            continue;
+        }
+        if (st != NATS_OK) {
+            fprintf(stderr, "bench_check: publish failed: %s\n", natsStatus_GetText(st));
             break;
+        }
         i++;
     }
     jsPubOptions po;
@@ -460,6 +468,8 @@ int main(int argc, char **argv)
            "%lld in the %.2f s window = %.0f msg/s; backlog at the end %lld\n",
            ingest, p.published, p.seconds, p.published / p.seconds, (long long)(seq1 - seq0),
            tl1 - tl0, committed, (long long)backlog);
+    if (p.stalls)
+        printf("  the publisher stalled %d times (%d unacked publishes for 2 s)\n", p.stalls, 4096);
     print_daemon_window("load", m1, m2);
     result("check_ingest_published_rate", p.published / p.seconds, "msg/s");
     result("check_ingest_committed_rate", committed, "msg/s");

@@ -435,6 +435,11 @@ static double now_seconds(void)
 
 static void answer_check(fw_app *a, const fw_intake_msg *m);
 
+static void answer_check_cb(void *ud, const fw_intake_msg *m)
+{
+    answer_check(ud, m);
+}
+
 static void on_messages(void *ud, fw_intake_msg **msgs, int n)
 {
     fw_app *a = ud;
@@ -453,6 +458,12 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
                             NULL) < 0)
             goto fatal;
         applied++;
+        /* A pre-payment check must not wait for the whole batch: answer
+         * the ones that came in meanwhile.  They read the state as of the
+         * messages applied so far in this batch (same connection), which
+         * is the current state: those messages are received and are about
+         * to commit. */
+        fw_intake_serve_checks(a->intake, answer_check_cb, a);
     }
     double t0 = now_seconds();
     if (fw_store_commit(a->store) != 0)

@@ -618,6 +618,21 @@ int fw_intake_start(fw_intake *in)
     return 0;
 }
 
+int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_msg *m), void *ud)
+{
+    int n = 0;
+    for (;;) {
+        pthread_mutex_lock(&in->lock);
+        fw_intake_msg *m = queue_pop(&in->check_q);
+        pthread_mutex_unlock(&in->lock);
+        if (!m)
+            return n;
+        fn(ud, m);
+        msg_free(m);
+        n++;
+    }
+}
+
 void fw_intake_set_batch(fw_intake *in, int max)
 {
     in->batch_max = max > 0 ? max : 1;

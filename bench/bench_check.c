@@ -343,6 +343,20 @@ static void *publish_thread(void *arg)
     return NULL;
 }
 
+/* Messages the daemon has applied (committed or in the open batch): the
+ * sum of fundwatch_messages_total over its kinds. */
+static double applied(const char *text)
+{
+    double sum = 0;
+    const char *key = "fundwatch_messages_total{";
+    for (const char *p = strstr(text, key); p; p = strstr(p + 1, key)) {
+        const char *v = strchr(p, '}');
+        if (v)
+            sum += atof(v + 2);
+    }
+    return sum;
+}
+
 static int64_t last_seq(const fw_t_daemon *d)
 {
     return fw_t_sql_int(d->db, "SELECT value FROM meta WHERE key = 'intake.last_seq'");
@@ -383,7 +397,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_check [SECONDS] [INGEST_RATE] [CHECK_RATE] [CITY.jsonl]\n");
         return 2;
     }
-    double idle_s = seconds < 10 ? seconds : 10;
+    double idle_s = seconds < 10 ? seconds : 10, t_setup = now_s();
     char *tmp = fw_t_tmpdir("bench-check");
     char *gen = NULL;
     if (!city_path) {
@@ -432,8 +446,9 @@ int main(int argc, char **argv)
     while (last_seq(&d) < ind.n && now_s() < deadline)
         usleep(20000);
     printf("ledger: the city's %d indicator operations and %d top-ups committed (%d indicators); "
-           "check bodies: the city's %d created vouchers\n",
-           c.ind.n, ind.n - c.ind.n, c.ninds, c.ncreated);
+           "check bodies: the city's %d created vouchers; %ld voucher messages ready; set-up "
+           "%.1f s\n",
+           c.ind.n, ind.n - c.ind.n, c.ninds, c.ncreated, nvoucher, now_s() - t_setup);
 
     int n_idle = (int)(idle_s * check_rate), n_load = (int)(seconds * check_rate);
     checker k;
@@ -460,7 +475,9 @@ int main(int argc, char **argv)
     atomic_store(&p.stop, 1);
     int64_t seq1 = last_seq(&d);
     double tl1 = now_s();
+    double tm = now_s();
     char *m2 = metrics(d.http_port);
+    tm = now_s() - tm;
     pthread_join(thr, NULL);
     double committed = (double)(seq1 - seq0) / (tl1 - tl0);
     int64_t backlog = (int64_t)ind.n + p.published - seq1;
@@ -468,6 +485,13 @@ int main(int argc, char **argv)
            "%lld in the %.2f s window = %.0f msg/s; backlog at the end %lld\n",
            ingest, p.published, p.seconds, p.published / p.seconds, (long long)(seq1 - seq0),
            tl1 - tl0, committed, (long long)backlog);
+    /* /metrics is served by the loop: a slow answer means the loop was held
+     * (the histograms below then cover more than the window). */
+    printf(
+        "  GET /metrics right after the window took %.2f s (the loop was busy); messages applied "
+        "by then %.0f\n",
+        tm, applied(m2) - applied(m1));
+    result("check_metrics_fetch_s", tm, "s");
     if (p.stalls)
         printf("  the publisher stalled %d times (%d unacked publishes for 2 s)\n", p.stalls, 4096);
     print_daemon_window("load", m1, m2);
@@ -484,6 +508,7 @@ int main(int argc, char **argv)
     free(m1);
     free(m2);
     checker_close(&k);
+    printf("wind-down %.1f s\n", now_s() - tl1);
     /* SIGKILL: a graceful stop would first work off what it holds of the
      * backlog, which measures nothing and costs the suite seconds. */
     fw_t_daemon_kill(&d, SIGKILL);
@@ -491,7 +516,10 @@ int main(int argc, char **argv)
     city_msgs_free(&ind);
     city_msgs_free(&vouchers);
     city_free(&c);
-    fw_t_rmtree(tmp);
+    if (!getenv("BENCH_KEEP"))
+        fw_t_rmtree(tmp);
+    else
+        printf("kept %s\n", tmp);
     free(tmp);
     free(gen);
     return errors ? 1 : 0;

@@ -463,7 +463,7 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
          * messages applied so far in this batch (same connection), which
          * is the current state: those messages are received and are about
          * to commit. */
-        fw_intake_serve_checks(a->intake, answer_check_cb, a);
+        fw_intake_serve_checks(a->intake, answer_check_cb, a, 2);
     }
     double t0 = now_seconds();
     if (fw_store_commit(a->store) != 0)

@@ -454,8 +454,14 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     free(batch);
     if (resync)
         event_active(in->ev_resync, EV_READ, 0);
-    if (more || in->check_q.n)
-        event_active(in->ev_wakeup, EV_READ, 0);
+    if (more || in->check_q.n) {
+        /* Come back after the loop has polled its sockets: re-activating
+         * the event from its own callback would run it again in the same
+         * pass, and with a backlog HTTP (/healthz, /metrics) and timers would
+         * starve until the backlog is gone.  A zero timeout waits one poll. */
+        static const struct timeval now = {0, 0};
+        event_add(in->ev_wakeup, &now);
+    }
 }
 
 /* ---- connection callbacks (cnats threads) ---- */
@@ -618,10 +624,11 @@ int fw_intake_start(fw_intake *in)
     return 0;
 }
 
-int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_msg *m), void *ud)
+int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_msg *m), void *ud,
+                           int max)
 {
     int n = 0;
-    for (;;) {
+    while (n < max) {
         pthread_mutex_lock(&in->lock);
         fw_intake_msg *m = queue_pop(&in->check_q);
         pthread_mutex_unlock(&in->lock);
@@ -631,6 +638,7 @@ int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_m
         msg_free(m);
         n++;
     }
+    return n;
 }
 
 void fw_intake_set_batch(fw_intake *in, int max)

@@ -70,9 +70,11 @@ void fw_intake_flush_then(fw_intake *in, void (*done)(void *ud), void *ud);
 void fw_intake_free(fw_intake *in);
 
 /* Answer check requests that arrived while the handler is busy with a
- * batch: calls fn(ud, msg) for each queued request (loop thread only).
- * Returns how many. */
-int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_msg *m), void *ud);
+ * batch: calls fn(ud, msg) for at most `max` queued requests (loop thread
+ * only), so that a stream of checks cannot hold a batch back from its
+ * commit.  Returns how many. */
+int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_msg *m), void *ud,
+                           int max);
 
 /* Max messages handed to the handler per call (the batch). */
 void fw_intake_set_batch(fw_intake *in, int max);

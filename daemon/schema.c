@@ -11,8 +11,13 @@
 /* The intake's own tables: every accepted event once (idempotency by id,
  * stream order by seq) and every dead-lettered message with its bytes. */
 const char fw_core_schema[] =
+    /* A rowid table: rows (with their bodies) are appended in arrival
+     * order, and only the small unique index on id takes the random
+     * inserts of upstream ids.  (Keyed WITHOUT ROWID by id, every insert
+     * put a whole body at a random place in the tree.) */
     "CREATE TABLE events ("
-    "  id TEXT PRIMARY KEY,"
+    "  n INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
     "  kind TEXT NOT NULL,"
     "  type TEXT NOT NULL,"
     "  subject TEXT NOT NULL,"
@@ -21,7 +26,7 @@ const char fw_core_schema[] =
     "  occurred_at INTEGER NOT NULL,"
     "  received_at INTEGER NOT NULL,"
     "  body TEXT NOT NULL"
-    ") STRICT, WITHOUT ROWID;"
+    ") STRICT;"
     "CREATE INDEX events_seq ON events(stream_seq);"
     "CREATE TABLE dlq ("
     "  n INTEGER PRIMARY KEY,"

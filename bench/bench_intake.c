@@ -154,8 +154,12 @@ int main(int argc, char **argv)
     mkdir(empty, 0755);
     fw_t_daemon d = {0};
     /* store.batch_max large: under load the loop drains whatever arrived. */
-    if (fw_t_daemon_start(&d, dir, nats.url, rules ? rules : empty,
-                          "[log]\nlevel = warn\n[sms]\nquiet_hours = off\n") != 0) {
+    /* BENCH_DAEMON_INI adds configuration for experiments, e.g.
+     * "[store]\nsynchronous = normal\n". */
+    char ini[1024];
+    snprintf(ini, sizeof ini, "[log]\nlevel = warn\n[sms]\nquiet_hours = off\n%s",
+             getenv("BENCH_DAEMON_INI") ? getenv("BENCH_DAEMON_INI") : "");
+    if (fw_t_daemon_start(&d, dir, nats.url, rules ? rules : empty, ini) != 0) {
         fprintf(stderr, "cannot start daemon\n");
         return 1;
     }

@@ -132,9 +132,11 @@ fw_store *fw_store_open(const char *path, const fw_migration *migs, int nmigs, i
                               ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                 "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
                                 "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824;"
+                                "PRAGMA wal_autocheckpoint=16384;"
                               : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                                 "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
-                                "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824;";
+                                "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824;"
+                                "PRAGMA wal_autocheckpoint=16384;";
     if (!readonly && exec_sql(st->db, pragmas, e, sizeof e) != 0) {
         snprintf(err, (size_t)errlen, "%s: %s", path, e);
         goto cleanup;

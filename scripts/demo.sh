@@ -21,9 +21,11 @@ port=${FW_DEMO_NATS_PORT:-4222}
 nats_url=nats://127.0.0.1:$port
 # The default configuration, with the demo's own store and NATS port; SMS go
 # to the log carrier (the default) at a brisk rate and without quiet hours,
-# so the whole payroll is "sent" within the demo.
+# so the whole payroll is "sent" within the demo; tick rules (vouchers stuck
+# at the bank) run every 5 s instead of every minute.
 opts=(-c etc/fundwatch.conf -o store.path=$db -o nats.url=$nats_url
-      -o sms.rate=2000 -o sms.quiet_hours=off -o sms.per_number_interval=0)
+      -o sms.rate=2000 -o sms.quiet_hours=off -o sms.per_number_interval=0
+      -o rules.tick=5s)
 
 cleanup() {
   [ -n "${fw_pid:-}" ] && kill -TERM "$fw_pid" 2>/dev/null && wait "$fw_pid" 2>/dev/null || true
@@ -58,6 +60,7 @@ for _ in $(seq 120); do
   sleep 0.5
 done
 echo "   stored: $done_n of $total"
+sleep 6 # one tick: vouchers sent to the bank and never paid (stuck_voucher)
 
 $fw report "${opts[@]}"
 

@@ -84,6 +84,17 @@ int fw_id_check(const char *id_no, const char **reason, char birth[11]);
 
 /* ---- ctx.c ---- */
 
+/* Per-evaluation memo of the ctx ledger reads.  Every rule of one
+ * evaluation sees the same pre-event ledger, so ctx.indicator(id),
+ * ctx.voucher(no), ctx.history{...} (same criteria), ... are answered once
+ * at the C level and shared by all rules (each state still gets its own Lua
+ * values).  The owner clears it before each evaluation or tick, i.e. before
+ * the ledger can change.  Only successful reads are kept. */
+typedef struct fw_memo fw_memo;
+fw_memo *fw_memo_new(void);
+void fw_memo_clear(fw_memo *m);
+void fw_memo_free(fw_memo *m);
+
 /* Register the ctx function table of a rule state (registry "fw.ctxmt"). */
 void fw_ctx_open(lua_State *L);
 /* Push a ctx for one call: params proxy at params_idx, event name, optional
@@ -136,6 +147,7 @@ typedef struct fw_rule {
     fw_sbx sbx;
     fw_etc *etc;
     fw_ledger *ledger;
+    fw_memo *memo; /* borrowed: the evaluation's ctx memo, or NULL (no memo) */
     int main_ref, check_ref, defaults_ref, params_ref;
     /* current call */
     const fw_event *ev;

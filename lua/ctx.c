@@ -208,6 +208,7 @@ static fw_memo *ctx_memo(lua_State *L)
 /* Check that the table at idx has only the given keys. */
 static void check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed)
 {
+    fw_lazy_settle(L, idx); /* v itself passed as the criteria */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);

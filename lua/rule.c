@@ -569,6 +569,7 @@ static void collect_hit_table(lua_State *L, call_args *a, int idx)
 {
     fw_rule *r = a->r;
     idx = lua_absindex(L, idx);
+    fw_lazy_settle(L, idx); /* walked raw below */
     int top = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -624,6 +625,7 @@ static void collect_hit_table(lua_State *L, call_args *a, int idx)
                                 unit, a->event_id, r->now);
     int dt = lua_getfield(L, idx, "details");
     if (dt == LUA_TTABLE) {
+        fw_lazy_settle(L, -1);
         lua_pushnil(L);
         while (lua_next(L, -2)) {
             if (lua_type(L, -2) != LUA_TSTRING)
@@ -660,6 +662,7 @@ static void collect_result(lua_State *L, call_args *a, int idx)
         return;
     }
     case LUA_TTABLE:
+        fw_lazy_settle(L, idx); /* read raw below */
         break;
     default:
         luaL_error(L, "check returned a %s", luaL_typename(L, idx));
@@ -697,7 +700,10 @@ static int do_call(lua_State *L)
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->check_ref);
     if (a->mode == CALL_EVENT) {
-        fw_push_json(L, a->body);
+        if (json_is_object(a->body))
+            fw_push_lazy_event(L, (json_t *)a->body);
+        else
+            fw_push_json(L, a->body);
         if (a->pi) {
             lua_pushboolean(L, a->pi->complete);
             lua_setfield(L, -2, "complete");

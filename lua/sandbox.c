@@ -238,6 +238,192 @@ void fw_sbx_push_readonly(lua_State *L, int idx)
     lua_setmetatable(L, -2);
 }
 
+/* ---- the event as a lazily filled table ----
+ *
+ * Building the whole event table for every rule was most of a rule call's
+ * cost, while a rule reads a few fields.  So v is a table that fills itself
+ * on first read of each field from the event's JSON body, which a userdata
+ * holds a reference to (released by its finalizer), so a v kept past its
+ * call still reads its own event.  The per-table metatable M holds
+ * M[1] = that userdata and M[2] = the set of keys already taken from the
+ * body (a field read, assigned or deleted by the rule is never read from
+ * the body again).  Whatever looks at v raw (pairs, next, rawget,
+ * getmetatable, setmetatable, the C code that walks tables) first fills it
+ * completely and drops M, so v behaves as the plain table it used to be. */
+
+typedef struct lazy_body {
+    json_t *body;
+} lazy_body;
+
+static int lazy_body_gc(lua_State *L)
+{
+    lazy_body *b = lua_touserdata(L, 1);
+    if (b && b->body) {
+        json_decref(b->body);
+        b->body = NULL;
+    }
+    return 0;
+}
+
+static int ev_index(lua_State *L);
+
+/* 1 and M pushed when the value at idx is a lazy event, else 0. */
+static int lazy_push_mt(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+        return 0;
+    lua_pushliteral(L, "__index");
+    lua_rawget(L, -2);
+    int lazy = lua_tocfunction(L, -1) == ev_index;
+    lua_pop(L, 1);
+    if (!lazy)
+        lua_pop(L, 1);
+    return lazy;
+}
+
+/* Push M[2], the set of keys taken, creating it when absent (M at m). */
+static void lazy_push_taken(lua_State *L, int m)
+{
+    if (lua_rawgeti(L, m, 2) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 4);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, m, 2);
+    }
+}
+
+static const json_t *lazy_body_of(lua_State *L, int m)
+{
+    lua_rawgeti(L, m, 1);
+    const lazy_body *b = lua_touserdata(L, -1);
+    lua_pop(L, 1); /* M keeps the userdata alive */
+    return b ? b->body : NULL;
+}
+
+void fw_lazy_settle(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 8, "event");
+    if (!lazy_push_mt(L, idx))
+        return;
+    int m = lua_gettop(L);
+    lazy_push_taken(L, m);
+    int taken = m + 1;
+    const json_t *body = lazy_body_of(L, m);
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)body, k, v)
+    {
+        if (json_is_null(v))
+            continue;
+        lua_pushstring(L, k);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, taken) != LUA_TNIL) {
+            lua_pop(L, 2);
+            continue;
+        }
+        lua_pop(L, 1);
+        fw_push_json(L, v);
+        lua_rawset(L, idx);
+    }
+    lua_settop(L, m - 1);
+    lua_pushnil(L);
+    lua_setmetatable(L, idx);
+}
+
+/* __index(T, k): take k from the body once. */
+static int ev_index(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING || !lua_getmetatable(L, 1))
+        return 0;
+    int m = lua_gettop(L);
+    lazy_push_taken(L, m);
+    int taken = m + 1;
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, taken) != LUA_TNIL)
+        return 0; /* taken before, and deleted since */
+    lua_pop(L, 1);
+    size_t kl;
+    const char *k = lua_tolstring(L, 2, &kl);
+    const json_t *body = lazy_body_of(L, m);
+    const json_t *v = body ? json_object_getn(body, k, kl) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    lua_pushvalue(L, 2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, taken);
+    fw_push_json(L, v);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* __newindex(T, k, v): the rule's value wins over the body's from now on. */
+static int ev_newindex(lua_State *L)
+{
+    lua_settop(L, 3);
+    if (lua_type(L, 2) == LUA_TSTRING && lua_getmetatable(L, 1)) {
+        lazy_push_taken(L, 4);
+        lua_pushvalue(L, 2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+        lua_settop(L, 3);
+    }
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static int raw_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (lua_next(L, 1))
+        return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int ev_pairs(lua_State *L)
+{
+    fw_lazy_settle(L, 1);
+    lua_pushcfunction(L, raw_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+void fw_push_lazy_event(lua_State *L, json_t *body)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    luaL_checkstack(L, 6, "event");
+    lua_newtable(L);          /* T */
+    lua_createtable(L, 2, 3); /* M */
+    lazy_body *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->body = NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazymt_ref);
+    lua_setmetatable(L, -2);
+    b->body = json_incref(body);
+    lua_rawseti(L, -2, 1);
+    lua_pushcfunction(L, ev_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ev_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, ev_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_setmetatable(L, -2);
+}
+
+/* next, rawget, getmetatable: see the settled (plain) table.
+ * upvalue 1: the real function. */
+static int settle_first(lua_State *L)
+{
+    fw_lazy_settle(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* ---- guarded patterns ---- */
 
 static int has_specials(const char *p, size_t n)
@@ -379,6 +565,7 @@ static int safe_move(lua_State *L)
 
 static int safe_setmetatable(lua_State *L)
 {
+    fw_lazy_settle(L, 1);
     if (lua_type(L, 2) == LUA_TTABLE) {
         lua_pushliteral(L, "__gc");
         lua_rawget(L, 2);
@@ -433,6 +620,12 @@ static int sbx_setup(lua_State *L)
     lua_getfield(L, 1, "tonumber");
     lua_pushcclosure(L, charged_scan, 1);
     lua_setfield(L, 6, "tonumber");
+    static const char *const settle_names[] = {"next", "rawget", "getmetatable", NULL};
+    for (const char *const *n = settle_names; *n; n++) {
+        lua_getfield(L, 1, *n);
+        lua_pushcclosure(L, settle_first, 1);
+        lua_setfield(L, 6, *n);
+    }
 
     lua_newtable(L); /* 7: sanitized string table */
     copy_fields(L, 2, 7, string_names);
@@ -495,6 +688,12 @@ static int sbx_setup(lua_State *L)
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     s->envmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 0, 2); /* metatable of the lazy events' body holders */
+    lua_pushcfunction(L, lazy_body_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    s->lazymt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -663,6 +862,7 @@ void fw_lua_to_json(lua_State *L, int idx, json_t *parent, const char *key, int 
         luaL_error(L, "cannot convert a %s value to JSON", luaL_typename(L, idx));
         return;
     }
+    fw_lazy_settle(L, idx);
     int pushed = ro_push_real(L, idx);
     if (pushed)
         idx = lua_absindex(L, -1);

@@ -286,7 +286,7 @@ static void lazy_push_taken(lua_State *L, int m)
 {
     if (lua_rawgeti(L, m, 2) != LUA_TTABLE) {
         lua_pop(L, 1);
-        lua_createtable(L, 0, 4);
+        lua_createtable(L, 0, 8);
         lua_pushvalue(L, -1);
         lua_rawseti(L, m, 2);
     }
@@ -396,7 +396,7 @@ void fw_push_lazy_event(lua_State *L, json_t *body)
 {
     fw_sbx *s = fw_sbx_of(L);
     luaL_checkstack(L, 6, "event");
-    lua_newtable(L);          /* T */
+    lua_createtable(L, 0, 8); /* T: room for the fields a rule usually reads */
     lua_createtable(L, 2, 3); /* M */
     lazy_body *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->body = NULL;

@@ -34,9 +34,12 @@ return {
       return nil
     end
     local purpose, payee = v.purpose or "", v.payee_name or ""
+    -- One search per word over both texts: list words never hold a NUL
+    -- byte (etc/lists lines), so none can match across the separator.
+    local text = purpose .. "\0" .. payee
     local found = {}
     for _, w in ipairs(sorted_list(ctx, ctx.params.words_list)) do
-      if ctx.contains(purpose, w) or ctx.contains(payee, w) then
+      if ctx.contains(text, w) then
         found[#found + 1] = w
       end
     end

@@ -37,6 +37,7 @@ typedef struct fw_sbx {
     int genv_ref;   /* registry: the sandbox globals (never handed out) */
     int envmt_ref;  /* registry: metatable of per-call envs */
     int lazymt_ref; /* registry: metatable of the lazy events' body holders */
+    int evmt_ref;   /* registry: metatable of the lazy events */
     void *owner;    /* the fw_rule (or NULL in a test-file state) */
     json_t *keep;   /* json values to release after the current call */
 } fw_sbx;

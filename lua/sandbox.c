@@ -241,15 +241,19 @@ void fw_sbx_push_readonly(lua_State *L, int idx)
 /* ---- the event as a lazily filled table ----
  *
  * Building the whole event table for every rule was most of a rule call's
- * cost, while a rule reads a few fields.  So v is a table that fills itself
- * on first read of each field from the event's JSON body, which a userdata
- * holds a reference to (released by its finalizer), so a v kept past its
- * call still reads its own event.  The per-table metatable M holds
- * M[1] = that userdata and M[2] = the set of keys already taken from the
- * body (a field read, assigned or deleted by the rule is never read from
- * the body again).  Whatever looks at v raw (pairs, next, rawget,
- * getmetatable, setmetatable, the C code that walks tables) first fills it
- * completely and drops M, so v behaves as the plain table it used to be. */
+ * cost, while a rule reads a few fields.  So v is a table T that fills
+ * itself on first read of each field from the event's JSON body.  T holds,
+ * under a light-userdata key no rule can make, a userdata U with a
+ * reference to the body (released by U's finalizer, so a v kept past its
+ * call still reads its own event); U's user value is the set of keys
+ * already taken from the body (a field read, assigned or deleted by the
+ * rule is never read from the body again).  T's metatable is shared by the
+ * state.  Whatever looks at v raw (pairs, next, rawget, getmetatable,
+ * setmetatable, the C code that walks tables) first fills T completely,
+ * removes U and the metatable, so v behaves as the plain table it used to
+ * be. */
+
+static const char lazy_key = 0; /* T[&lazy_key] = U */
 
 typedef struct lazy_body {
     json_t *body;
@@ -265,68 +269,69 @@ static int lazy_body_gc(lua_State *L)
     return 0;
 }
 
-static int ev_index(lua_State *L);
-
-/* 1 and M pushed when the value at idx is a lazy event, else 0. */
-static int lazy_push_mt(lua_State *L, int idx)
+/* Whether the value at idx is a lazy event (T). */
+static int lazy_is(lua_State *L, int idx)
 {
     if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
         return 0;
-    lua_pushliteral(L, "__index");
-    lua_rawget(L, -2);
-    int lazy = lua_tocfunction(L, -1) == ev_index;
-    lua_pop(L, 1);
-    if (!lazy)
-        lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fw_sbx_of(L)->evmt_ref);
+    int lazy = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
     return lazy;
 }
 
-/* Push M[2], the set of keys taken, creating it when absent (M at m). */
-static void lazy_push_taken(lua_State *L, int m)
+/* Push U's set of taken keys, creating it when absent (U at u). */
+static void lazy_push_taken(lua_State *L, int u)
 {
-    if (lua_rawgeti(L, m, 2) != LUA_TTABLE) {
+    if (lua_getiuservalue(L, u, 1) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_createtable(L, 0, 8);
         lua_pushvalue(L, -1);
-        lua_rawseti(L, m, 2);
+        lua_setiuservalue(L, u, 1);
     }
 }
 
-static const json_t *lazy_body_of(lua_State *L, int m)
+/* Mark the key at the top taken (taken set at t); leaves the key. */
+static void lazy_take(lua_State *L, int t)
 {
-    lua_rawgeti(L, m, 1);
-    const lazy_body *b = lua_touserdata(L, -1);
-    lua_pop(L, 1); /* M keeps the userdata alive */
-    return b ? b->body : NULL;
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, t);
 }
 
 void fw_lazy_settle(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
     luaL_checkstack(L, 8, "event");
-    if (!lazy_push_mt(L, idx))
+    if (!lazy_is(L, idx))
         return;
-    int m = lua_gettop(L);
-    lazy_push_taken(L, m);
-    int taken = m + 1;
-    const json_t *body = lazy_body_of(L, m);
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)body, k, v)
-    {
-        if (json_is_null(v))
-            continue;
-        lua_pushstring(L, k);
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, taken) != LUA_TNIL) {
-            lua_pop(L, 2);
-            continue;
+    int top = lua_gettop(L);
+    if (lua_rawgetp(L, idx, &lazy_key) == LUA_TUSERDATA) {
+        int u = top + 1;
+        lazy_push_taken(L, u);
+        int taken = u + 1;
+        const lazy_body *b = lua_touserdata(L, u);
+        const char *k;
+        json_t *v;
+        json_object_foreach(b->body, k, v)
+        {
+            if (json_is_null(v))
+                continue;
+            lua_pushstring(L, k);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, taken) != LUA_TNIL) {
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_pop(L, 1);
+            lazy_take(L, taken);
+            fw_push_json(L, v);
+            lua_rawset(L, idx);
         }
-        lua_pop(L, 1);
-        fw_push_json(L, v);
-        lua_rawset(L, idx);
     }
-    lua_settop(L, m - 1);
+    lua_settop(L, top);
+    lua_pushnil(L);
+    lua_rawsetp(L, idx, &lazy_key);
     lua_pushnil(L);
     lua_setmetatable(L, idx);
 }
@@ -334,24 +339,22 @@ void fw_lazy_settle(lua_State *L, int idx)
 /* __index(T, k): take k from the body once. */
 static int ev_index(lua_State *L)
 {
-    if (lua_type(L, 2) != LUA_TSTRING || !lua_getmetatable(L, 1))
+    if (lua_type(L, 2) != LUA_TSTRING || lua_rawgetp(L, 1, &lazy_key) != LUA_TUSERDATA)
         return 0;
-    int m = lua_gettop(L);
-    lazy_push_taken(L, m);
-    int taken = m + 1;
+    lazy_push_taken(L, 3);
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, taken) != LUA_TNIL)
+    if (lua_rawget(L, 4) != LUA_TNIL)
         return 0; /* taken before, and deleted since */
     lua_pop(L, 1);
     size_t kl;
     const char *k = lua_tolstring(L, 2, &kl);
-    const json_t *body = lazy_body_of(L, m);
-    const json_t *v = body ? json_object_getn(body, k, kl) : NULL;
+    const lazy_body *b = lua_touserdata(L, 3);
+    const json_t *v = json_object_getn(b->body, k, kl);
     if (!v || json_is_null(v))
         return 0;
     lua_pushvalue(L, 2);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, taken);
+    lazy_take(L, 4);
+    lua_pop(L, 1);
     fw_push_json(L, v);
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
@@ -363,13 +366,12 @@ static int ev_index(lua_State *L)
 static int ev_newindex(lua_State *L)
 {
     lua_settop(L, 3);
-    if (lua_type(L, 2) == LUA_TSTRING && lua_getmetatable(L, 1)) {
+    if (lua_type(L, 2) == LUA_TSTRING && lua_rawgetp(L, 1, &lazy_key) == LUA_TUSERDATA) {
         lazy_push_taken(L, 4);
         lua_pushvalue(L, 2);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, -3);
-        lua_settop(L, 3);
+        lazy_take(L, 5);
     }
+    lua_settop(L, 3);
     lua_rawset(L, 1);
     return 0;
 }
@@ -395,21 +397,15 @@ static int ev_pairs(lua_State *L)
 void fw_push_lazy_event(lua_State *L, json_t *body)
 {
     fw_sbx *s = fw_sbx_of(L);
-    luaL_checkstack(L, 6, "event");
-    lua_createtable(L, 0, 8); /* T: room for the fields a rule usually reads */
-    lua_createtable(L, 2, 3); /* M */
-    lazy_body *b = lua_newuserdatauv(L, sizeof *b, 0);
+    luaL_checkstack(L, 4, "event");
+    lua_createtable(L, 0, 8); /* T: room for U and the fields a rule usually reads */
+    lazy_body *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->body = NULL;
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazymt_ref);
     lua_setmetatable(L, -2);
     b->body = json_incref(body);
-    lua_rawseti(L, -2, 1);
-    lua_pushcfunction(L, ev_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ev_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, ev_pairs);
-    lua_setfield(L, -2, "__pairs");
+    lua_rawsetp(L, -2, &lazy_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->evmt_ref);
     lua_setmetatable(L, -2);
 }
 
@@ -694,6 +690,14 @@ static int sbx_setup(lua_State *L)
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     s->lazymt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 0, 3); /* metatable of the lazy events */
+    lua_pushcfunction(L, ev_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ev_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, ev_pairs);
+    lua_setfield(L, -2, "__pairs");
+    s->evmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 

@@ -18,6 +18,18 @@
 
 #include "daemon/log.h"
 
+/* Copy column text into a fixed field, truncated as snprintf("%s") would
+ * (this runs for every rule evaluation: no printf machinery). */
+static void copy_col(char *dst, size_t n, sqlite3_stmt *s, int col)
+{
+    const char *t = fw_col_text(s, col);
+    size_t len = strlen(t);
+    if (len >= n)
+        len = n - 1;
+    memcpy(dst, t, len);
+    dst[len] = '\0';
+}
+
 int fw_ledger_get_indicator(fw_ledger *l, const char *indicator_id, fw_indicator *out)
 {
     sqlite3_stmt *s = fw_store_stmt(
@@ -28,14 +40,14 @@ int fw_ledger_get_indicator(fw_ledger *l, const char *indicator_id, fw_indicator
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW && out) {
         memset(out, 0, sizeof *out);
-        snprintf(out->indicator_id, sizeof out->indicator_id, "%s", fw_col_text(s, 0));
-        snprintf(out->unit_code, sizeof out->unit_code, "%s", fw_col_text(s, 1));
+        copy_col(out->indicator_id, sizeof out->indicator_id, s, 0);
+        copy_col(out->unit_code, sizeof out->unit_code, s, 1);
         out->year = sqlite3_column_int(s, 2);
-        snprintf(out->func_class, sizeof out->func_class, "%s", fw_col_text(s, 3));
-        snprintf(out->econ_class, sizeof out->econ_class, "%s", fw_col_text(s, 4));
-        snprintf(out->fund_type, sizeof out->fund_type, "%s", fw_col_text(s, 5));
-        snprintf(out->fund_source, sizeof out->fund_source, "%s", fw_col_text(s, 6));
-        snprintf(out->project_code, sizeof out->project_code, "%s", fw_col_text(s, 7));
+        copy_col(out->func_class, sizeof out->func_class, s, 3);
+        copy_col(out->econ_class, sizeof out->econ_class, s, 4);
+        copy_col(out->fund_type, sizeof out->fund_type, s, 5);
+        copy_col(out->fund_source, sizeof out->fund_source, s, 6);
+        copy_col(out->project_code, sizeof out->project_code, s, 7);
         out->flags = sqlite3_column_int(s, 8);
         out->allocated = sqlite3_column_int64(s, 9);
         out->frozen = sqlite3_column_int64(s, 10);
@@ -125,17 +137,32 @@ typedef struct qbuild {
     int overflow;
 } qbuild;
 
-static void qb_add(qbuild *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void qb_add(qbuild *q, const char *fmt, ...)
+/* Append text (the query is built for every history call: no printf). */
+static void qb_str(qbuild *q, const char *s)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(q->sql + q->len, sizeof q->sql - q->len, fmt, ap);
-    va_end(ap);
-    if (w < 0 || (size_t)w >= sizeof q->sql - q->len)
+    size_t n = strlen(s);
+    if (q->len + n >= sizeof q->sql) {
         q->overflow = 1;
-    else
-        q->len += (size_t)w;
+        return;
+    }
+    memcpy(q->sql + q->len, s, n + 1);
+    q->len += n;
+}
+
+/* " AND <cond> ?N" for bind number q->n (1..QB_MAX_BINDS). */
+static void qb_cond(qbuild *q, const char *cond)
+{
+    char num[8];
+    int i = 0;
+    num[i++] = ' ';
+    num[i++] = '?';
+    if (q->n >= 10)
+        num[i++] = (char)('0' + q->n / 10);
+    num[i++] = (char)('0' + q->n % 10);
+    num[i] = '\0';
+    qb_str(q, " AND ");
+    qb_str(q, cond);
+    qb_str(q, num);
 }
 
 /* " AND <col> <op> ?N" with a text or integer bind. */
@@ -147,7 +174,7 @@ static void qb_text(qbuild *q, const char *cond, const char *v)
     }
     q->b[q->n].text = v;
     q->n++;
-    qb_add(q, " AND %s ?%d", cond, q->n);
+    qb_cond(q, cond);
 }
 
 static void qb_int(qbuild *q, const char *cond, int64_t v)
@@ -159,7 +186,7 @@ static void qb_int(qbuild *q, const char *cond, int64_t v)
     q->b[q->n].text = NULL;
     q->b[q->n].i = v;
     q->n++;
-    qb_add(q, " AND %s ?%d", cond, q->n);
+    qb_cond(q, cond);
 }
 
 int fw_ledger_history(fw_ledger *l, const fw_history_query *q, fw_history_result *r)
@@ -186,7 +213,8 @@ int fw_ledger_history(fw_ledger *l, const fw_history_query *q, fw_history_result
     }
 
     qbuild b = {.len = 0};
-    qb_add(&b, "SELECT count(*), coalesce(sum(amount), 0) FROM vouchers WHERE %s", scond);
+    qb_str(&b, "SELECT count(*), coalesce(sum(amount), 0) FROM vouchers WHERE ");
+    qb_str(&b, scond);
     if (q->unit_code)
         qb_text(&b, "unit_code =", q->unit_code);
     if (q->payee_account)
@@ -207,7 +235,8 @@ int fw_ledger_history(fw_ledger *l, const fw_history_query *q, fw_history_result
         if (b.n < QB_MAX_BINDS) {
             b.b[b.n].text = set;
             b.n++;
-            qb_add(&b, " AND econ_class IN (SELECT value FROM json_each(?%d))", b.n);
+            qb_cond(&b, "econ_class IN (SELECT value FROM json_each(");
+            qb_str(&b, "))");
         } else {
             b.overflow = 1;
         }
@@ -222,11 +251,13 @@ int fw_ledger_history(fw_ledger *l, const fw_history_query *q, fw_history_result
         qb_int(&b, "amount <", q->amount_below);
     char cond[40];
     if (q->since) {
-        snprintf(cond, sizeof cond, "%s >=", tcol);
+        cond[0] = '\0';
+        strcat(strcat(cond, tcol), " >=");
         qb_int(&b, cond, q->since);
     }
     if (q->until) {
-        snprintf(cond, sizeof cond, "%s <=", tcol);
+        cond[0] = '\0';
+        strcat(strcat(cond, tcol), " <=");
         qb_int(&b, cond, q->until);
     }
     if (q->exclude_voucher)

@@ -113,6 +113,13 @@ const char fw_ledger_schema[] =
     "CREATE INDEX vouchers_payee_created ON vouchers(payee_account, created_at);"
     "CREATE INDEX vouchers_indicator_created ON vouchers(indicator_id, created_at);"
     "CREATE INDEX vouchers_created ON vouchers(created_at);"
+    /* Covering indexes for the unit-wide windows: cash per month
+     * (cash_over_limit) and 三公 classes per year (sangong_budget) would
+     * otherwise visit every voucher of the unit in the window. */
+    "CREATE INDEX vouchers_unit_settle_created ON vouchers(unit_code, settle_method, created_at,"
+    "  spend, amount);"
+    "CREATE INDEX vouchers_unit_econ_created ON vouchers(unit_code, econ_class, created_at, spend,"
+    "  amount);"
     "CREATE INDEX vouchers_unit_returned ON vouchers(unit_code, returned_at)"
     "  WHERE returned_at IS NOT NULL;"
     "CREATE INDEX vouchers_payee_returned ON vouchers(payee_account, returned_at)"

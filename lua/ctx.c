@@ -10,8 +10,14 @@
  * indexed queries (daemon/ledger.h); none scans.  JSON results from the
  * ledger are held by the sandbox until the call ends, so a Lua error while
  * converting them leaks nothing.
+ *
+ * The ledger reads go through the rule's fw_memo when it has one: all rules
+ * of one evaluation see the same pre-event ledger, so the first rule that
+ * asks runs the query and the others reuse its C result (the memo owns it,
+ * which also covers a Lua error while converting).
  */
 #include <lauxlib.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/money.h"
@@ -38,9 +44,171 @@ static fw_ledger *ctx_ledger(lua_State *L)
     return r->ledger;
 }
 
+/* ---- the per-evaluation memo ---- */
+
+typedef struct memo_entry {
+    uint64_t hash;
+    size_t klen;
+    int found;    /* ctx.indicator: 1 found, 0 no such indicator */
+    int64_t a, b; /* integer results */
+    json_t *j;    /* JSON result (owned); NULL stands for nil */
+    fw_indicator ind;
+    char key[]; /* klen bytes */
+} memo_entry;
+
+struct fw_memo {
+    memo_entry **slots; /* open addressing, cap a power of two */
+    size_t cap, n;
+    char *kbuf; /* the key being built: function tag, then the arguments */
+    size_t klen, kcap;
+};
+
+fw_memo *fw_memo_new(void)
+{
+    fw_memo *m = calloc(1, sizeof *m);
+    if (!m)
+        abort();
+    m->cap = 64;
+    m->slots = calloc(m->cap, sizeof *m->slots);
+    if (!m->slots)
+        abort();
+    return m;
+}
+
+void fw_memo_clear(fw_memo *m)
+{
+    if (!m || m->n == 0)
+        return;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->slots[i])
+            continue;
+        json_decref(m->slots[i]->j);
+        free(m->slots[i]);
+        m->slots[i] = NULL;
+    }
+    m->n = 0;
+}
+
+void fw_memo_free(fw_memo *m)
+{
+    if (!m)
+        return;
+    fw_memo_clear(m);
+    free(m->slots);
+    free(m->kbuf);
+    free(m);
+}
+
+static void key_bytes(fw_memo *m, const void *p, size_t n)
+{
+    if (m->klen + n > m->kcap) {
+        size_t cap = m->kcap ? m->kcap : 256;
+        while (cap < m->klen + n)
+            cap *= 2;
+        char *b = realloc(m->kbuf, cap);
+        if (!b)
+            abort();
+        m->kbuf = b;
+        m->kcap = cap;
+    }
+    memcpy(m->kbuf + m->klen, p, n);
+    m->klen += n;
+}
+
+static void key_start(fw_memo *m, char fn)
+{
+    m->klen = 0;
+    key_bytes(m, &fn, 1);
+}
+
+/* NULL and "" are different keys. */
+static void key_str(fw_memo *m, const char *s)
+{
+    if (!s) {
+        key_bytes(m, "N", 1);
+        return;
+    }
+    key_bytes(m, "S", 1);
+    key_bytes(m, s, strlen(s) + 1);
+}
+
+static void key_int(fw_memo *m, int64_t v)
+{
+    key_bytes(m, "I", 1);
+    key_bytes(m, &v, sizeof v);
+}
+
+static uint64_t key_hash(const fw_memo *m)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < m->klen; i++) {
+        h ^= (unsigned char)m->kbuf[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* The entry for the key just built, or NULL (m may be NULL: no memo). */
+static memo_entry *memo_find(fw_memo *m)
+{
+    if (!m)
+        return NULL;
+    uint64_t h = key_hash(m);
+    size_t mask = m->cap - 1;
+    for (size_t i = h & mask; m->slots[i]; i = (i + 1) & mask) {
+        memo_entry *e = m->slots[i];
+        if (e->hash == h && e->klen == m->klen && memcmp(e->key, m->kbuf, m->klen) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void memo_put(memo_entry **slots, size_t cap, memo_entry *e)
+{
+    size_t mask = cap - 1, i = e->hash & mask;
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = e;
+}
+
+/* A new zeroed entry for the key just built (not present), or NULL when
+ * there is no memo. */
+static memo_entry *memo_add(fw_memo *m)
+{
+    if (!m)
+        return NULL;
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap * 2;
+        memo_entry **slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            abort();
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i])
+                memo_put(slots, cap, m->slots[i]);
+        free(m->slots);
+        m->slots = slots;
+        m->cap = cap;
+    }
+    memo_entry *e = calloc(1, sizeof *e + m->klen);
+    if (!e)
+        abort();
+    e->hash = key_hash(m);
+    e->klen = m->klen;
+    memcpy(e->key, m->kbuf, m->klen);
+    memo_put(m->slots, m->cap, e);
+    m->n++;
+    return e;
+}
+
+static fw_memo *ctx_memo(lua_State *L)
+{
+    return ctx_rule(L)->memo;
+}
+
 /* Check that the table at idx has only the given keys. */
 static void check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed)
 {
+    fw_lazy_settle(L, idx); /* v itself passed as the criteria */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
@@ -158,14 +326,33 @@ static const char *const flag_names[] = {"salary", "sangong", "direct", "subsidy
 static int ctx_indicator(lua_State *L)
 {
     const char *id = luaL_checkstring(L, 1);
-    fw_indicator ind;
-    int rc = fw_ledger_get_indicator(ctx_ledger(L), id, &ind);
-    if (rc < 0)
-        return luaL_error(L, "ctx.indicator: store error");
-    if (rc == 0) {
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    fw_indicator local;
+    const fw_indicator *found = &local;
+    if (m) {
+        key_start(m, 'i');
+        key_str(m, id);
+    }
+    memo_entry *e = memo_find(m);
+    if (e) {
+        found = e->found ? &e->ind : NULL;
+    } else {
+        int rc = fw_ledger_get_indicator(lg, id, &local);
+        if (rc < 0)
+            return luaL_error(L, "ctx.indicator: store error");
+        if ((e = memo_add(m)) != NULL) {
+            e->found = rc;
+            e->ind = local;
+        }
+        if (rc == 0)
+            found = NULL;
+    }
+    if (!found) {
         lua_pushnil(L);
         return 1;
     }
+    const fw_indicator ind = *found;
     lua_createtable(L, 0, 14);
     lua_pushstring(L, ind.indicator_id);
     lua_setfield(L, -2, "indicator_id");
@@ -212,11 +399,45 @@ static int push_kept_json(lua_State *L, json_t *j)
     return 1;
 }
 
+/* Push a JSON read result: into the memo entry e for the key just built
+ * (when there is a memo; the memo owns it), else held by the sandbox. */
+static int push_memo_json(lua_State *L, memo_entry *e, json_t *j)
+{
+    if (!e)
+        return push_kept_json(L, j);
+    e->j = j;
+    if (!j)
+        lua_pushnil(L);
+    else
+        fw_push_json(L, j);
+    return 1;
+}
+
+/* Push a memoised JSON result (NULL: nil). */
+static int push_memo_hit(lua_State *L, const memo_entry *e)
+{
+    if (!e->j)
+        lua_pushnil(L);
+    else
+        fw_push_json(L, e->j);
+    return 1;
+}
+
 /* ctx.voucher(no) -> nil or the stored voucher (state, events, created_at) */
 static int ctx_voucher(lua_State *L)
 {
     const char *no = luaL_checkstring(L, 1);
-    return push_kept_json(L, fw_ledger_voucher_json(ctx_ledger(L), no));
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 'v');
+        key_str(m, no);
+    }
+    memo_entry *e = memo_find(m);
+    if (e)
+        return push_memo_hit(L, e);
+    json_t *j = fw_ledger_voucher_json(lg, no);
+    return push_memo_json(L, memo_add(m), j);
 }
 
 /* ctx.history{...} -> {count=, total=} */
@@ -277,8 +498,39 @@ static int ctx_history(lua_State *L)
         return luaL_error(L, "%s: econ_classes must be a table", fn);
     }
     fw_history_result res = {0, 0};
-    if (fw_ledger_history(ctx_ledger(L), &q, &res) != 0)
-        return luaL_error(L, "%s: store error", fn);
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 'h');
+        key_str(m, q.unit_code);
+        key_str(m, q.payee_account);
+        key_str(m, q.econ_class);
+        key_str(m, q.settle_method);
+        key_str(m, q.payee_type);
+        key_str(m, q.exclude_voucher);
+        key_str(m, q.state);
+        key_str(m, q.indicator_id);
+        key_int(m, q.has_amount);
+        key_int(m, q.amount);
+        key_int(m, q.amount_below);
+        key_int(m, q.since);
+        key_int(m, q.until);
+        key_int(m, q.econ_classes ? 1 : 0);
+        for (const char *const *c = q.econ_classes; c && *c; c++)
+            key_str(m, *c);
+    }
+    memo_entry *e = memo_find(m);
+    if (e) {
+        res.count = e->a;
+        res.total = e->b;
+    } else {
+        if (fw_ledger_history(lg, &q, &res) != 0)
+            return luaL_error(L, "%s: store error", fn);
+        if ((e = memo_add(m)) != NULL) {
+            e->a = res.count;
+            e->b = res.total;
+        }
+    }
     lua_createtable(L, 0, 2);
     lua_pushinteger(L, res.count);
     lua_setfield(L, -2, "count");
@@ -297,8 +549,23 @@ static int ctx_allocated_by_flag(lua_State *L)
     if (!f)
         return luaL_error(L, "ctx.allocated_by_flag: unknown flag '%s'", flag);
     int64_t total = 0;
-    if (fw_ledger_allocated_by_flag(ctx_ledger(L), unit, year, f, &total) != 0)
-        return luaL_error(L, "ctx.allocated_by_flag: store error");
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 'a');
+        key_str(m, unit);
+        key_int(m, year);
+        key_int(m, f);
+    }
+    memo_entry *e = memo_find(m);
+    if (e) {
+        total = e->a;
+    } else {
+        if (fw_ledger_allocated_by_flag(lg, unit, year, f, &total) != 0)
+            return luaL_error(L, "ctx.allocated_by_flag: store error");
+        if ((e = memo_add(m)) != NULL)
+            e->a = total;
+    }
     lua_pushinteger(L, total);
     return 1;
 }
@@ -308,10 +575,20 @@ static int ctx_employee(lua_State *L)
 {
     const char *id = luaL_checkstring(L, 1);
     const char *before = luaL_optstring(L, 2, NULL);
-    json_t *j = fw_ledger_employee_json(ctx_ledger(L), id, before);
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 'e');
+        key_str(m, id);
+        key_str(m, before);
+    }
+    memo_entry *e = memo_find(m);
+    if (e)
+        return push_memo_hit(L, e);
+    json_t *j = fw_ledger_employee_json(lg, id, before);
     if (!j)
         return luaL_error(L, "ctx.employee: store error");
-    return push_kept_json(L, j);
+    return push_memo_json(L, memo_add(m), j);
 }
 
 /* ctx.period_lines(period, {id_no=, account=}) -> lines in other runs */
@@ -324,10 +601,21 @@ static int ctx_period_lines(lua_State *L)
     check_keys(L, 2, "ctx.period_lines", allowed);
     const char *id_no = field_str(L, 2, "id_no", "ctx.period_lines");
     const char *account = field_str(L, 2, "account", "ctx.period_lines");
-    json_t *j = fw_ledger_period_lines_json(ctx_ledger(L), period, id_no, account);
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 'p');
+        key_str(m, period);
+        key_str(m, id_no);
+        key_str(m, account);
+    }
+    memo_entry *e = memo_find(m);
+    if (e)
+        return push_memo_hit(L, e);
+    json_t *j = fw_ledger_period_lines_json(lg, period, id_no, account);
     if (!j)
         return luaL_error(L, "ctx.period_lines: store error");
-    return push_kept_json(L, j);
+    return push_memo_json(L, memo_add(m), j);
 }
 
 /* ctx.run_progress(run_id) -> parts_seen, net_so_far (before this part) */
@@ -336,8 +624,24 @@ static int ctx_run_progress(lua_State *L)
     const char *run = luaL_checkstring(L, 1);
     int parts = 0;
     int64_t net = 0;
-    if (fw_ledger_run_progress(ctx_ledger(L), run, &parts, &net) != 0)
-        return luaL_error(L, "ctx.run_progress: store error");
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 'r');
+        key_str(m, run);
+    }
+    memo_entry *e = memo_find(m);
+    if (e) {
+        parts = (int)e->a;
+        net = e->b;
+    } else {
+        if (fw_ledger_run_progress(lg, run, &parts, &net) != 0)
+            return luaL_error(L, "ctx.run_progress: store error");
+        if ((e = memo_add(m)) != NULL) {
+            e->a = parts;
+            e->b = net;
+        }
+    }
     lua_pushinteger(L, parts);
     lua_pushinteger(L, net);
     return 2;
@@ -359,9 +663,26 @@ static int ctx_subsidy_count(lua_State *L)
     int64_t year = 0, month = 0, n = 0;
     if (!field_int(L, 1, "year", fn, &year) || !field_int(L, 1, "month", fn, &month))
         return luaL_error(L, "%s: year and month are required", fn);
-    if (fw_ledger_subsidy_count(ctx_ledger(L), emp, unit, kind, (int)year, (int)month, excl, &n) !=
-        0)
-        return luaL_error(L, "%s: store error", fn);
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 's');
+        key_str(m, emp);
+        key_str(m, unit);
+        key_str(m, kind);
+        key_int(m, (int)year);
+        key_int(m, (int)month);
+        key_str(m, excl);
+    }
+    memo_entry *e = memo_find(m);
+    if (e) {
+        n = e->a;
+    } else {
+        if (fw_ledger_subsidy_count(lg, emp, unit, kind, (int)year, (int)month, excl, &n) != 0)
+            return luaL_error(L, "%s: store error", fn);
+        if ((e = memo_add(m)) != NULL)
+            e->a = n;
+    }
     lua_pushinteger(L, n);
     return 1;
 }
@@ -370,19 +691,35 @@ static int ctx_subsidy_count(lua_State *L)
 static int ctx_sent_before(lua_State *L)
 {
     int64_t t = (int64_t)luaL_checkinteger(L, 1);
-    json_t *j = fw_ledger_vouchers_sent_before(ctx_ledger(L), t);
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 'b');
+        key_int(m, t);
+    }
+    memo_entry *e = memo_find(m);
+    if (e)
+        return push_memo_hit(L, e);
+    json_t *j = fw_ledger_vouchers_sent_before(lg, t);
     if (!j)
         return luaL_error(L, "ctx.sent_before: store error");
-    return push_kept_json(L, j);
+    return push_memo_json(L, memo_add(m), j);
 }
 
 /* ctx.project_indicators() -> [{indicator_id, unit_code, allocated}] */
 static int ctx_project_indicators(lua_State *L)
 {
-    json_t *j = fw_ledger_project_indicators(ctx_ledger(L));
+    fw_ledger *lg = ctx_ledger(L);
+    fw_memo *m = ctx_memo(L);
+    if (m)
+        key_start(m, 'j');
+    memo_entry *e = memo_find(m);
+    if (e)
+        return push_memo_hit(L, e);
+    json_t *j = fw_ledger_project_indicators(lg);
     if (!j)
         return luaL_error(L, "ctx.project_indicators: store error");
-    return push_kept_json(L, j);
+    return push_memo_json(L, memo_add(m), j);
 }
 
 /* ctx.is_workday(date_or_time) -> boolean */

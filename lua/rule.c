@@ -569,6 +569,7 @@ static void collect_hit_table(lua_State *L, call_args *a, int idx)
 {
     fw_rule *r = a->r;
     idx = lua_absindex(L, idx);
+    fw_lazy_settle(L, idx); /* walked raw below */
     int top = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -624,6 +625,7 @@ static void collect_hit_table(lua_State *L, call_args *a, int idx)
                                 unit, a->event_id, r->now);
     int dt = lua_getfield(L, idx, "details");
     if (dt == LUA_TTABLE) {
+        fw_lazy_settle(L, -1);
         lua_pushnil(L);
         while (lua_next(L, -2)) {
             if (lua_type(L, -2) != LUA_TSTRING)
@@ -660,6 +662,7 @@ static void collect_result(lua_State *L, call_args *a, int idx)
         return;
     }
     case LUA_TTABLE:
+        fw_lazy_settle(L, idx); /* read raw below */
         break;
     default:
         luaL_error(L, "check returned a %s", luaL_typename(L, idx));
@@ -697,7 +700,10 @@ static int do_call(lua_State *L)
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->check_ref);
     if (a->mode == CALL_EVENT) {
-        fw_push_json(L, a->body);
+        if (json_is_object(a->body))
+            fw_push_lazy_event(L, (json_t *)a->body);
+        else
+            fw_push_json(L, a->body);
         if (a->pi) {
             lua_pushboolean(L, a->pi->complete);
             lua_setfield(L, -2, "complete");
@@ -788,6 +794,17 @@ static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
     return -1;
 }
 
+/* a->subject_id = id, truncated as snprintf would (once per rule call: no
+ * printf machinery). */
+static void set_subject_id(call_args *a, const char *id)
+{
+    size_t n = strlen(id);
+    if (n >= sizeof a->subject_id)
+        n = sizeof a->subject_id - 1;
+    memcpy(a->subject_id, id, n);
+    a->subject_id[n] = '\0';
+}
+
 static const char *body_str(const json_t *body, const char *k)
 {
     const char *s = json_string_value(json_object_get(body, k));
@@ -849,7 +866,7 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
             a.event = "payroll.run";
             a.pi = pi;
             a.subject_kind = "payroll_run";
-            snprintf(a.subject_id, sizeof a.subject_id, "%s", run_id);
+            set_subject_id(&a, run_id);
             int n = run_call(r, &a, hits);
             added += n < 0 ? 1 : n;
         }
@@ -862,7 +879,7 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
             char why[256];
             if (fw_sbx_call(&r->sbx, do_push_run, &ra, why, sizeof why) != 0) {
                 a.run_ref = LUA_NOREF;
-                snprintf(a.subject_id, sizeof a.subject_id, "%s", run_id);
+                set_subject_id(&a, run_id);
                 char msg[400];
                 snprintf(msg, sizeof msg, "规则 %s 执行失败: %s", r->id, why);
                 fw_metric_add(r->m_errors, 1);
@@ -897,19 +914,19 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
     switch (ev->kind) {
     case FW_KIND_VOUCHER:
         a.subject_kind = "voucher";
-        snprintf(a.subject_id, sizeof a.subject_id, "%s", body_str(ev->body, "voucher_no"));
+        set_subject_id(&a, body_str(ev->body, "voucher_no"));
         break;
     case FW_KIND_INDICATOR:
         a.subject_kind = "indicator";
-        snprintf(a.subject_id, sizeof a.subject_id, "%s", body_str(ev->body, "indicator_id"));
+        set_subject_id(&a, body_str(ev->body, "indicator_id"));
         break;
     case FW_KIND_REIMBURSE:
         a.subject_kind = "reimburse";
-        snprintf(a.subject_id, sizeof a.subject_id, "%s", body_str(ev->body, "reimb_id"));
+        set_subject_id(&a, body_str(ev->body, "reimb_id"));
         break;
     case FW_KIND_SUBSIDY:
         a.subject_kind = "subsidy";
-        snprintf(a.subject_id, sizeof a.subject_id, "%s", body_str(ev->body, "payout_id"));
+        set_subject_id(&a, body_str(ev->body, "payout_id"));
         break;
     default:
         return 0;
@@ -930,7 +947,7 @@ int fw_rule_tick(fw_rule *r, int64_t now, fw_hit_list *hits)
     a.event = "tick";
     a.unit = "";
     a.subject_kind = "rule";
-    snprintf(a.subject_id, sizeof a.subject_id, "%s", r->id);
+    set_subject_id(&a, r->id);
     int n = run_call(r, &a, hits);
     return n < 0 ? 1 : n;
 }

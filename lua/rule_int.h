@@ -33,11 +33,13 @@ typedef struct fw_sbx {
     int mem_tripped;    /* an allocation was refused during this call */
     int64_t instr_used, instr_budget;
     int instr_tripped;
-    int hook_step; /* the current hook count */
-    int genv_ref;  /* registry: the sandbox globals (never handed out) */
-    int envmt_ref; /* registry: metatable of per-call envs */
-    void *owner;   /* the fw_rule (or NULL in a test-file state) */
-    json_t *keep;  /* json values to release after the current call */
+    int hook_step;  /* the current hook count */
+    int genv_ref;   /* registry: the sandbox globals (never handed out) */
+    int envmt_ref;  /* registry: metatable of per-call envs */
+    int lazymt_ref; /* registry: metatable of the lazy events' body holders */
+    int evmt_ref;   /* registry: metatable of the lazy events */
+    void *owner;    /* the fw_rule (or NULL in a test-file state) */
+    json_t *keep;   /* json values to release after the current call */
 } fw_sbx;
 
 /* Open a sandboxed state.  0 or -1. */
@@ -62,6 +64,13 @@ json_t *fw_sbx_keep(lua_State *L, json_t *j);
 
 /* JSON -> Lua (objects -> tables, null -> nil). */
 void fw_push_json(lua_State *L, const json_t *j);
+
+/* Push the event object body (a JSON object) as a table that fills itself
+ * field by field on first read (see sandbox.c); body is referenced. */
+void fw_push_lazy_event(lua_State *L, json_t *body);
+/* If the value at idx is such a lazy event, fill it completely and make it
+ * a plain table (anything that walks a table raw calls this first). */
+void fw_lazy_settle(lua_State *L, int idx);
 /* Lua value at idx -> JSON, attached into `parent` under key (object) or
  * appended (array, key NULL) as it is built, so nothing leaks if Lua raises.
  * empty_array: an empty table becomes [] (fixtures) instead of {}. */
@@ -83,6 +92,17 @@ const char *const *fw_etc_list(const fw_etc *e, const char *name, int *n);
 int fw_id_check(const char *id_no, const char **reason, char birth[11]);
 
 /* ---- ctx.c ---- */
+
+/* Per-evaluation memo of the ctx ledger reads.  Every rule of one
+ * evaluation sees the same pre-event ledger, so ctx.indicator(id),
+ * ctx.voucher(no), ctx.history{...} (same criteria), ... are answered once
+ * at the C level and shared by all rules (each state still gets its own Lua
+ * values).  The owner clears it before each evaluation or tick, i.e. before
+ * the ledger can change.  Only successful reads are kept. */
+typedef struct fw_memo fw_memo;
+fw_memo *fw_memo_new(void);
+void fw_memo_clear(fw_memo *m);
+void fw_memo_free(fw_memo *m);
 
 /* Register the ctx function table of a rule state (registry "fw.ctxmt"). */
 void fw_ctx_open(lua_State *L);
@@ -136,6 +156,7 @@ typedef struct fw_rule {
     fw_sbx sbx;
     fw_etc *etc;
     fw_ledger *ledger;
+    fw_memo *memo; /* borrowed: the evaluation's ctx memo, or NULL (no memo) */
     int main_ref, check_ref, defaults_ref, params_ref;
     /* current call */
     const fw_event *ev;

@@ -42,6 +42,7 @@ struct fw_rules {
     fw_rule **rules;
     int n;
     char version[17];
+    fw_memo *memo; /* ctx reads shared by the rules of one evaluation */
 };
 
 static void append_err(char *err, int errlen, const char *msg)
@@ -147,6 +148,7 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
             if (!x)
                 continue;
         }
+        x->memo = r->memo;
         rules[n++] = x;
     }
     free(ents);
@@ -170,6 +172,7 @@ fw_rules *fw_rules_new(const fw_rules_opts *o, char *err, int errlen)
     r->run_tests = o->run_tests;
     r->instr_budget = o->instr_budget > 0 ? o->instr_budget : FW_RULES_DEFAULT_INSTR;
     r->mem_budget = o->mem_budget > 0 ? o->mem_budget : FW_RULES_DEFAULT_MEM;
+    r->memo = fw_memo_new();
     int problems = load_generation(r, NULL, 0, &r->rules, &r->n, err, errlen);
     if (problems < 0) {
         fw_rules_free(r);
@@ -212,6 +215,7 @@ void fw_rules_free(fw_rules *r)
     for (int i = 0; i < r->n; i++)
         fw_rule_free(r->rules[i]);
     free(r->rules);
+    fw_memo_free(r->memo);
     free(r->dir);
     free(r->etc_dir);
     free(r);
@@ -236,6 +240,8 @@ int fw_rules_eval(fw_rules *r, const fw_event *ev, fw_hit_list *hits)
 {
     int added = 0;
     fw_payroll_info pi = {0, 0};
+    /* The ledger may have changed since the last evaluation. */
+    fw_memo_clear(r->memo);
     if (ev->kind == FW_KIND_PAYROLL) {
         int need = 0;
         for (int i = 0; i < r->n; i++)
@@ -251,6 +257,7 @@ int fw_rules_eval(fw_rules *r, const fw_event *ev, fw_hit_list *hits)
 int fw_rules_tick(fw_rules *r, int64_t now, fw_hit_list *hits)
 {
     int added = 0;
+    fw_memo_clear(r->memo);
     for (int i = 0; i < r->n; i++)
         added += fw_rule_tick(r->rules[i], now, hits);
     return added;

@@ -173,6 +173,7 @@ static int feed_events(fw_rule *r, fw_ledger *lg, const json_t *events, fw_hit_l
                 snprintf(why, whylen, "event %zu: tick needs at = RFC 3339 time", i + 1);
                 return -1;
             }
+            fw_memo_clear(r->memo);
             fw_rule_tick(r, t, hits);
             continue;
         }
@@ -190,6 +191,7 @@ static int feed_events(fw_rule *r, fw_ledger *lg, const json_t *events, fw_hit_l
         fw_payroll_info pi = {0, 0};
         if (ev.kind == FW_KIND_PAYROLL)
             fw_payroll_info_get(lg, &ev, &pi);
+        fw_memo_clear(r->memo); /* as fw_rules_eval does */
         fw_rule_eval(r, &ev, &pi, hits);
         fw_ledger_result res;
         memset(&res, 0, sizeof res);
@@ -211,6 +213,7 @@ static int run_case(const char *rule_path, fw_etc *etc, fw_store *st, fw_ledger 
     int rc = -1;
     char err[600] = "";
     fw_rule *r = NULL;
+    fw_memo *memo = NULL;
     fw_hit_list hits = {0};
     const json_t *params = json_object_get(c, "params");
     const json_t *events = json_object_get(c, "events");
@@ -225,6 +228,9 @@ static int run_case(const char *rule_path, fw_etc *etc, fw_store *st, fw_ledger 
         snprintf(why, whylen, "%s", err);
         goto cleanup;
     }
+    /* The cases run through the same memoised ctx reads as live traffic. */
+    memo = fw_memo_new();
+    r->memo = memo;
     if (json_is_object(params) && fw_rule_set_params_json(r, params, err, sizeof err) != 0) {
         snprintf(why, whylen, "params: %s", err);
         goto cleanup;
@@ -241,6 +247,7 @@ static int run_case(const char *rule_path, fw_etc *etc, fw_store *st, fw_ledger 
 cleanup:
     fw_hit_list_free(&hits);
     fw_rule_free(r);
+    fw_memo_free(memo);
     return rc;
 }
 

@@ -238,6 +238,188 @@ void fw_sbx_push_readonly(lua_State *L, int idx)
     lua_setmetatable(L, -2);
 }
 
+/* ---- the event as a lazily filled table ----
+ *
+ * Building the whole event table for every rule was most of a rule call's
+ * cost, while a rule reads a few fields.  So v is a table T that fills
+ * itself on first read of each field from the event's JSON body.  T holds,
+ * under a light-userdata key no rule can make, a userdata U with a
+ * reference to the body (released by U's finalizer, so a v kept past its
+ * call still reads its own event); U's user value is the set of keys
+ * already taken from the body (a field read, assigned or deleted by the
+ * rule is never read from the body again).  T's metatable is shared by the
+ * state.  Whatever looks at v raw (pairs, next, rawget, getmetatable,
+ * setmetatable, the C code that walks tables) first fills T completely,
+ * removes U and the metatable, so v behaves as the plain table it used to
+ * be. */
+
+static const char lazy_key = 0; /* T[&lazy_key] = U */
+
+typedef struct lazy_body {
+    json_t *body;
+} lazy_body;
+
+static int lazy_body_gc(lua_State *L)
+{
+    lazy_body *b = lua_touserdata(L, 1);
+    if (b && b->body) {
+        json_decref(b->body);
+        b->body = NULL;
+    }
+    return 0;
+}
+
+/* Whether the value at idx is a lazy event (T). */
+static int lazy_is(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fw_sbx_of(L)->evmt_ref);
+    int lazy = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return lazy;
+}
+
+/* Push U's set of taken keys, creating it when absent (U at u). */
+static void lazy_push_taken(lua_State *L, int u)
+{
+    if (lua_getiuservalue(L, u, 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 8);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, u, 1);
+    }
+}
+
+/* Mark the key at the top taken (taken set at t); leaves the key. */
+static void lazy_take(lua_State *L, int t)
+{
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, t);
+}
+
+void fw_lazy_settle(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 8, "event");
+    if (!lazy_is(L, idx))
+        return;
+    int top = lua_gettop(L);
+    if (lua_rawgetp(L, idx, &lazy_key) == LUA_TUSERDATA) {
+        int u = top + 1;
+        lazy_push_taken(L, u);
+        int taken = u + 1;
+        const lazy_body *b = lua_touserdata(L, u);
+        const char *k;
+        json_t *v;
+        json_object_foreach(b->body, k, v)
+        {
+            if (json_is_null(v))
+                continue;
+            lua_pushstring(L, k);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, taken) != LUA_TNIL) {
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_pop(L, 1);
+            lazy_take(L, taken);
+            fw_push_json(L, v);
+            lua_rawset(L, idx);
+        }
+    }
+    lua_settop(L, top);
+    lua_pushnil(L);
+    lua_rawsetp(L, idx, &lazy_key);
+    lua_pushnil(L);
+    lua_setmetatable(L, idx);
+}
+
+/* __index(T, k): take k from the body once. */
+static int ev_index(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING || lua_rawgetp(L, 1, &lazy_key) != LUA_TUSERDATA)
+        return 0;
+    lazy_push_taken(L, 3);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 4) != LUA_TNIL)
+        return 0; /* taken before, and deleted since */
+    lua_pop(L, 1);
+    size_t kl;
+    const char *k = lua_tolstring(L, 2, &kl);
+    const lazy_body *b = lua_touserdata(L, 3);
+    const json_t *v = json_object_getn(b->body, k, kl);
+    if (!v || json_is_null(v))
+        return 0;
+    lua_pushvalue(L, 2);
+    lazy_take(L, 4);
+    lua_pop(L, 1);
+    fw_push_json(L, v);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* __newindex(T, k, v): the rule's value wins over the body's from now on. */
+static int ev_newindex(lua_State *L)
+{
+    lua_settop(L, 3);
+    if (lua_type(L, 2) == LUA_TSTRING && lua_rawgetp(L, 1, &lazy_key) == LUA_TUSERDATA) {
+        lazy_push_taken(L, 4);
+        lua_pushvalue(L, 2);
+        lazy_take(L, 5);
+    }
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static int raw_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (lua_next(L, 1))
+        return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int ev_pairs(lua_State *L)
+{
+    fw_lazy_settle(L, 1);
+    lua_pushcfunction(L, raw_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+void fw_push_lazy_event(lua_State *L, json_t *body)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    luaL_checkstack(L, 4, "event");
+    lua_createtable(L, 0, 8); /* T: room for U and the fields a rule usually reads */
+    lazy_body *b = lua_newuserdatauv(L, sizeof *b, 1);
+    b->body = NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazymt_ref);
+    lua_setmetatable(L, -2);
+    b->body = json_incref(body);
+    lua_rawsetp(L, -2, &lazy_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->evmt_ref);
+    lua_setmetatable(L, -2);
+}
+
+/* next, rawget, getmetatable: see the settled (plain) table.
+ * upvalue 1: the real function. */
+static int settle_first(lua_State *L)
+{
+    fw_lazy_settle(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* ---- guarded patterns ---- */
 
 static int has_specials(const char *p, size_t n)
@@ -379,6 +561,7 @@ static int safe_move(lua_State *L)
 
 static int safe_setmetatable(lua_State *L)
 {
+    fw_lazy_settle(L, 1);
     if (lua_type(L, 2) == LUA_TTABLE) {
         lua_pushliteral(L, "__gc");
         lua_rawget(L, 2);
@@ -433,6 +616,12 @@ static int sbx_setup(lua_State *L)
     lua_getfield(L, 1, "tonumber");
     lua_pushcclosure(L, charged_scan, 1);
     lua_setfield(L, 6, "tonumber");
+    static const char *const settle_names[] = {"next", "rawget", "getmetatable", NULL};
+    for (const char *const *n = settle_names; *n; n++) {
+        lua_getfield(L, 1, *n);
+        lua_pushcclosure(L, settle_first, 1);
+        lua_setfield(L, 6, *n);
+    }
 
     lua_newtable(L); /* 7: sanitized string table */
     copy_fields(L, 2, 7, string_names);
@@ -495,6 +684,20 @@ static int sbx_setup(lua_State *L)
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     s->envmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 0, 2); /* metatable of the lazy events' body holders */
+    lua_pushcfunction(L, lazy_body_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    s->lazymt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 0, 3); /* metatable of the lazy events */
+    lua_pushcfunction(L, ev_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ev_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, ev_pairs);
+    lua_setfield(L, -2, "__pairs");
+    s->evmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -663,6 +866,7 @@ void fw_lua_to_json(lua_State *L, int idx, json_t *parent, const char *key, int 
         luaL_error(L, "cannot convert a %s value to JSON", luaL_typename(L, idx));
         return;
     }
+    fw_lazy_settle(L, idx);
     int pushed = ro_push_real(L, idx);
     if (pushed)
         idx = lua_absindex(L, -1);

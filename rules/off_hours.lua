@@ -7,9 +7,20 @@
 -- but not including 06:00:00).  Both reasons go into one hit.
 local WDAY = { [0] = "日", "一", "二", "三", "四", "五", "六" }
 
-local function minutes(hhmm)
+local function parse_minutes(hhmm)
   local h, m = hhmm:match("^(%d%d?):(%d%d)$")
   return tonumber(h) * 60 + tonumber(m)
+end
+
+-- The params rarely change: each "HH:MM" is parsed once per state.
+local minutes_of = {}
+local function minutes(hhmm)
+  local m = minutes_of[hhmm]
+  if m == nil then
+    m = parse_minutes(hhmm)
+    minutes_of[hhmm] = m
+  end
+  return m
 end
 
 local function in_window(m, from, to)
@@ -30,7 +41,6 @@ return {
     local now = ctx.now()
     local t = ctx.time(now)
     local date = ctx.date(now)
-    local at = ("%s %02d:%02d:%02d"):format(date, t.hour, t.min, t.sec)
     local reasons = {}
     local holiday = not ctx.is_workday(date)
     if holiday then
@@ -44,6 +54,7 @@ return {
     if #reasons == 0 then
       return nil
     end
+    local at = ("%s %02d:%02d:%02d"):format(date, t.hour, t.min, t.sec)
     return {
       message = ("凭证生成于 %s，属%s，支付金额 %s 元"):format(at, table.concat(reasons, "、"),
         ctx.yuan(v.amount)),

@@ -15,6 +15,17 @@ local function sorted_keys(set)
   return out
 end
 
+-- A state's lists never change (ctx.list), so each is sorted once.
+local sorted_lists = {}
+local function sorted_list(ctx, name)
+  local words = sorted_lists[name]
+  if words == nil then
+    words = sorted_keys(ctx.list(name))
+    sorted_lists[name] = words
+  end
+  return words
+end
+
 return {
   id = "sangong_diversion",
   name = "疑似挪用三公经费",
@@ -39,7 +50,7 @@ return {
     end
     local purpose = v.purpose or ""
     local found = {}
-    for _, w in ipairs(sorted_keys(ctx.list(ctx.params.words_list))) do
+    for _, w in ipairs(sorted_list(ctx, ctx.params.words_list)) do
       if ctx.contains(purpose, w) then found[#found + 1] = w end
     end
     if #found == 0 then

@@ -11,6 +11,17 @@ local function sorted_keys(set)
   return out
 end
 
+-- A state's lists never change (ctx.list), so each is sorted once.
+local sorted_lists = {}
+local function sorted_list(ctx, name)
+  local words = sorted_lists[name]
+  if words == nil then
+    words = sorted_keys(ctx.list(name))
+    sorted_lists[name] = words
+  end
+  return words
+end
+
 return {
   id = "sensitive_keywords",
   name = "支付摘要含敏感词",
@@ -23,9 +34,12 @@ return {
       return nil
     end
     local purpose, payee = v.purpose or "", v.payee_name or ""
+    -- One search per word over both texts: list words never hold a NUL
+    -- byte (etc/lists lines), so none can match across the separator.
+    local text = purpose .. "\0" .. payee
     local found = {}
-    for _, w in ipairs(sorted_keys(ctx.list(ctx.params.words_list))) do
-      if ctx.contains(purpose, w) or ctx.contains(payee, w) then
+    for _, w in ipairs(sorted_list(ctx, ctx.params.words_list)) do
+      if ctx.contains(text, w) then
         found[#found + 1] = w
       end
     end

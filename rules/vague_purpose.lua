@@ -5,14 +5,13 @@
 -- words (params.words_list, default etc/lists/generic_purpose.txt: 支付,
 -- 付款, 其他, 费用, 货款) once white space and punctuation are removed, e.g.
 -- "其他费用" or "支付货款".  `key` names the case (empty / short / generic).
--- No Lua patterns are run on the purpose (it is free text of any length).
+-- The purpose is free text of any length: the one Lua pattern below only
+-- runs once it is known to be at most 200 bytes.
 local PUNCT = { "，", "。", "、", "；", "：", "（", "）", "“", "”", "　", "！", "？" }
 
-local function is_ascii_space_or_punct(b)
-  return b == 32 or (b >= 9 and b <= 13)
-    or (b >= 33 and b <= 47) or (b >= 58 and b <= 64)
-    or (b >= 91 and b <= 96) or (b >= 123 and b <= 126)
-end
+-- ASCII white space and punctuation, as byte ranges (no locale): 9-13,
+-- 32-47, 58-64, 91-96, 123-126.
+local ASCII_SPACE_PUNCT = "[\t-\r !-/:-@[-`{-~]"
 
 local function is_space(b)
   return b == 32 or (b >= 9 and b <= 13)
@@ -26,7 +25,7 @@ local function trim(s)
 end
 
 local function remove_plain(s, w)
-  if w == "" then return s end
+  if w == "" or not string.find(s, w, 1, true) then return s end
   local out, i = {}, 1
   while true do
     local a, b = string.find(s, w, i, true)
@@ -39,12 +38,7 @@ local function remove_plain(s, w)
 end
 
 local function drop_ascii_punct(s)
-  local out = {}
-  for i = 1, #s do
-    local b = s:byte(i)
-    if not is_ascii_space_or_punct(b) then out[#out + 1] = string.char(b) end
-  end
-  return table.concat(out)
+  return (string.gsub(s, ASCII_SPACE_PUNCT, ""))
 end
 
 local function sorted_keys(set)
@@ -53,6 +47,17 @@ local function sorted_keys(set)
   -- longest first so that a word containing another is removed whole
   table.sort(out, function(a, b) if #a ~= #b then return #a > #b end return a < b end)
   return out
+end
+
+-- A state's lists never change (ctx.list), so each is sorted once.
+local sorted_lists = {}
+local function sorted_list(ctx, name)
+  local words = sorted_lists[name]
+  if words == nil then
+    words = sorted_keys(ctx.list(name))
+    sorted_lists[name] = words
+  end
+  return words
 end
 
 return {
@@ -80,7 +85,7 @@ return {
     end
     local rest = drop_ascii_punct(s)
     for _, p in ipairs(PUNCT) do rest = remove_plain(rest, p) end
-    for _, w in ipairs(sorted_keys(ctx.list(ctx.params.words_list))) do
+    for _, w in ipairs(sorted_list(ctx, ctx.params.words_list)) do
       rest = remove_plain(rest, w)
     end
     if rest == "" then

@@ -851,7 +851,14 @@ int fw_app_run(fw_config *cfg)
                             : FW_SYNC_FULL;
     signal(SIGPIPE, SIG_IGN);
     natsLibevent_Init();
-    a->base = event_base_new();
+    /* Go back to polling sockets after every few callbacks: a busy intake
+     * must not keep HTTP (health checks, /metrics) and timers waiting. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg) {
+        event_config_set_max_dispatch_interval(ecfg, NULL, 4, 0);
+        a->base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
     if (!a->base) {
         snprintf(err, sizeof err, "cannot create the event loop");
         goto out;

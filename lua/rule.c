@@ -273,6 +273,8 @@ static void push_from_string(lua_State *L, int d, const char *name, const char *
             luaL_error(L, "param %s: '%s' is not an integer", name, s);
         lua_pushinteger(L, v);
     } else if (lua_type(L, d) == LUA_TNUMBER) {
+        /* Only a parameter whose default is a float (a ratio, never money:
+         * money params are integer fen and take the branch above). */
         double v = strtod(s, &end);
         if (errno || end == s || *end)
             luaL_error(L, "param %s: '%s' is not a number", name, s);

@@ -806,6 +806,8 @@ void fw_push_json(lua_State *L, const json_t *j)
         lua_pushinteger(L, (lua_Integer)json_integer_value(j));
         break;
     case JSON_REAL:
+        /* Not money: the decoder turned every money field into integer fen;
+         * a real here is some other number an upstream system sent. */
         lua_pushnumber(L, json_real_value(j));
         break;
     case JSON_TRUE:

@@ -188,21 +188,9 @@ static void publish1(env *e, const char *subject, const char *body)
     assert_int_equal(fw_t_js_publish(e->nats.url, 1, &subject, &body), 1);
 }
 
-typedef struct sql_wait {
-    const char *db, *sql;
-    int64_t want;
-} sql_wait;
-
-static int sql_reaches(void *ud)
-{
-    sql_wait *w = ud;
-    return fw_t_sql_int(w->db, w->sql) >= w->want;
-}
-
 static void wait_sql(env *e, const char *sql, int64_t want)
 {
-    sql_wait w = {e->d.db, sql, want};
-    if (!fw_t_wait_until(sql_reaches, &w, 60000))
+    if (!fw_t_wait_sql(e->d.db, sql, want, 60000))
         fail_msg("timed out: %s >= %lld (is %lld)", sql, (long long)want,
                  (long long)fw_t_sql_int(e->d.db, sql));
 }

@@ -82,17 +82,6 @@ static void publish1(env *e, const char *subject, const char *body)
     assert_int_equal(fw_t_js_publish(e->nats.url, 1, &subject, &body), 1);
 }
 
-typedef struct sql_wait {
-    const char *db, *sql;
-    int64_t want;
-} sql_wait;
-
-static int sql_reaches(void *ud)
-{
-    sql_wait *w = ud;
-    return fw_t_sql_int(w->db, w->sql) >= w->want;
-}
-
 static void allocate(env *e, const char *evt_id, const char *indicator, const char *amount)
 {
     char body[1024];
@@ -107,8 +96,7 @@ static void allocate(env *e, const char *evt_id, const char *indicator, const ch
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM indicators WHERE indicator_id = '%s'",
              indicator);
-    sql_wait w = {e->d.db, sql, 1};
-    assert_true(fw_t_wait_until(sql_reaches, &w, 60000));
+    assert_true(fw_t_wait_sql(e->d.db, sql, 1, 60000));
 }
 
 /* A voucher `created` body without an `id` (a check needs none). */
@@ -389,8 +377,8 @@ static void test_check_follows_ledger(void **state)
     /* The same voucher, now really created (with an id). */
     snprintf(created, sizeof created, "{\"id\":\"chk-v100\",%s", body + 1);
     publish1(e, "fiscal.voucher." UNIT, created);
-    sql_wait w = {e->d.db, "SELECT count(*) FROM vouchers WHERE voucher_no = 'ZF2024CHK0100'", 1};
-    assert_true(fw_t_wait_until(sql_reaches, &w, 60000));
+    assert_true(fw_t_wait_sql(
+        e->d.db, "SELECT count(*) FROM vouchers WHERE voucher_no = 'ZF2024CHK0100'", 1, 60000));
     voucher(body, sizeof body, "ZF2024CHK0101", IND, "1500.00", "transfer", "办公用品采购");
     r = check_both(e, body, "block");
     assert_string_equal(jstr(r, "available"), "1000.00");

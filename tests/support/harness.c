@@ -319,6 +319,23 @@ static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
     (*(int *)closure)++;
 }
 
+typedef struct sql_wait {
+    const char *db, *sql;
+    int64_t want;
+} sql_wait;
+
+static int sql_reaches(void *ud)
+{
+    sql_wait *w = ud;
+    return fw_t_sql_int(w->db, w->sql) >= w->want;
+}
+
+int fw_t_wait_sql(const char *db_path, const char *sql, int64_t want, int timeout_ms)
+{
+    sql_wait w = {db_path, sql, want};
+    return fw_t_wait_until(sql_reaches, &w, timeout_ms);
+}
+
 int fw_t_js_publish(const char *url, int n, const char *const *subjects, const char *const *bodies)
 {
     natsConnection *nc = NULL;

@@ -78,6 +78,10 @@ int fw_t_http(int port, const char *method, const char *path, const char *token,
  * Returns 1 if it became true. */
 int fw_t_wait_until(int (*pred)(void *ud), void *ud, int timeout_ms);
 
+/* Poll `sql` (a single integer) on db_path until it is >= want, or
+ * timeout_ms passes.  Returns 1 if it got there. */
+int fw_t_wait_sql(const char *db_path, const char *sql, int64_t want, int timeout_ms);
+
 /* Count rows: "SELECT count(*) FROM ..." on a database file (read-only
  * connection); -1 on error. */
 int64_t fw_t_sql_int(const char *db_path, const char *sql);

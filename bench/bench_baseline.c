@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "tests/support/harness.h"
 
 static double now_s(void)
@@ -40,12 +41,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void result(const char *name, double value, const char *unit)
-{
-    printf("RESULT name=%s value=%.6g unit=%s\n", name, value, unit);
-    fflush(stdout);
 }
 
 /* A voucher `created` body of the size the daemon sees (about 600 bytes). */

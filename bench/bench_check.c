@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "bench/city_msgs.h"
+#include "bench/bench_util.h"
 #include "tests/support/harness.h"
 
 static double now_s(void)
@@ -62,34 +63,6 @@ static void sleep_until(double t)
         struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
         nanosleep(&ts, NULL);
     }
-}
-
-/* The daemon's configuration beyond the harness's: the shipped tick of 60 s
- * (the harness's 1 s tick would run stuck_voucher every second with today's
- * wall clock against the city's 2024 vouchers), warnings only, and
- * $BENCH_DAEMON_INI appended (INI text, "\\n" for newlines: experiments
- * such as "[nats]\\nmax_ack_pending = 1024"). */
-static const char *daemon_ini(void)
-{
-    static char ini[2048];
-    const char *extra = getenv("BENCH_DAEMON_INI");
-    size_t n = (size_t)snprintf(ini, sizeof ini, "[rules]\ntick = 60\n[log]\nlevel = warn\n");
-    for (const char *p = extra ? extra : ""; *p && n + 2 < sizeof ini; p++) {
-        if (p[0] == '\\' && p[1] == 'n') {
-            ini[n++] = '\n';
-            p++;
-        } else
-            ini[n++] = *p;
-    }
-    ini[n++] = '\n';
-    ini[n] = 0;
-    return ini;
-}
-
-static void result(const char *name, double value, const char *unit)
-{
-    printf("RESULT name=%s value=%.6g unit=%s\n", name, value, unit);
-    fflush(stdout);
 }
 
 static int cmp_d(const void *a, const void *b)

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "bench/city_msgs.h"
+#include "bench/bench_util.h"
 #include "tests/support/harness.h"
 
 static double now_s(void)
@@ -37,34 +38,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The daemon's configuration beyond the harness's: the shipped tick of 60 s
- * (the harness's 1 s tick would run stuck_voucher every second with today's
- * wall clock against the city's 2024 vouchers), warnings only, and
- * $BENCH_DAEMON_INI appended (INI text, "\\n" for newlines: experiments
- * such as "[nats]\\nmax_ack_pending = 1024"). */
-static const char *daemon_ini(void)
-{
-    static char ini[2048];
-    const char *extra = getenv("BENCH_DAEMON_INI");
-    size_t n = (size_t)snprintf(ini, sizeof ini, "[rules]\ntick = 60\n[log]\nlevel = warn\n");
-    for (const char *p = extra ? extra : ""; *p && n + 2 < sizeof ini; p++) {
-        if (p[0] == '\\' && p[1] == 'n') {
-            ini[n++] = '\n';
-            p++;
-        } else
-            ini[n++] = *p;
-    }
-    ini[n++] = '\n';
-    ini[n] = 0;
-    return ini;
-}
-
-static void result(const char *name, double value, const char *unit)
-{
-    printf("RESULT name=%s value=%.6g unit=%s\n", name, value, unit);
-    fflush(stdout);
 }
 
 /* utime + stime of a process, in seconds (/proc/PID/stat fields 14, 15). */

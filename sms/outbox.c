@@ -375,6 +375,11 @@ int fw_sms_enqueue_alert(fw_sms *s, const char *out_id, const char *phone, const
     vals[sms_var_index(SMS_ALERT, "unit")] = jstr(alert, "unit_code");
     vals[sms_var_index(SMS_ALERT, "subject")] = subject;
     vals[sms_var_index(SMS_ALERT, "date")] = date;
+    /* A resolved notice asks nothing of its reader; every other notice (new
+     * alert, escalation, summary) asks the supervisor to act. */
+    const char *kind = jstr(json_object_get(alert, "notification"), "kind");
+    vals[sms_var_index(SMS_ALERT, "action")] =
+        strcmp(kind, "resolved") == 0 ? "无需再处理。" : "请及时核实处理。";
 
     /* How much too long is it?  Rendered once to find out. */
     alert_short as = {.var = sms_var_index(SMS_ALERT, "message")};

@@ -22,7 +22,7 @@ static const char *const reimburse_vars[] = {"name", "unit",     "emp_id",  "amo
 static const char *const subsidy_vars[] = {"name",   "unit", "emp_id", "kind",
                                            "amount", "date", NULL};
 static const char *const alert_vars[] = {"name", "level",   "rule", "message", "alert_id",
-                                         "unit", "subject", "date", NULL};
+                                         "unit", "subject", "date", "action",  NULL};
 
 const char *const *const sms_kind_vars[SMS_NKINDS] = {payroll_vars, reimburse_vars, subsidy_vars,
                                                       alert_vars};

@@ -406,6 +406,20 @@ static void test_long_content_capped(void **state)
     c = row_text(f, "al:AL-000017:sup1", "urgent");
     assert_string_equal(c, "1");
     free(c);
+
+    /* A resolved notice does not ask the supervisor to act. */
+    alert =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:{s:s}}", "alert_id", "AL-000018",
+                  "rule", "over_balance", "level", "red", "message", "【已处理完毕】超出指标余额",
+                  "unit_code", "101001", "subject", "kind", "voucher", "id", "ZF2", "first_seen",
+                  "2024-06-03T10:15:00+08:00", "notification", "kind", "resolved");
+    assert_int_equal(
+        fw_sms_enqueue_alert(f->sms, "al:AL-000018:sup1", "13600000000", "赵主任", alert, 0), 0);
+    json_decref(alert);
+    c = row_text(f, "al:AL-000018:sup1", "content");
+    assert_non_null(strstr(c, "【已处理完毕】超出指标余额无需再处理。"));
+    assert_null(strstr(c, "请及时核实处理"));
+    free(c);
 }
 
 static void test_template_errors_and_reload(void **state)

@@ -12,9 +12,12 @@
  * MEASURED_VOUCHERS new vouchers through fw_rules_eval (every rule that sees
  * voucher.created) followed by fw_ledger_apply, the pipeline's order, and
  * reports vouchers/s and the p50/p99/max of the eval time per voucher.
- * Last, the sandbox overhead: the cost of one call of an empty rule
- * (event -> Lua table, fresh _ENV and ctx, budgets, pcall).
- * BENCH_CLOCK=cpu measures thread CPU time instead of wall time.
+ * Last, the sandbox overhead: evaluations with 1 and with 20 empty rules
+ * give the cost of one rule call (budgets, overlay of the shared event,
+ * ctx, pcall, environment check, metrics) and the fixed cost of an
+ * evaluation (the event converted to the shared Lua table once).
+ * BENCH_CLOCK=cpu measures thread CPU time instead of wall time;
+ * BENCH_EVAL_ONLY=1 leaves the measured vouchers unapplied (profiling).
  */
 #include <math.h>
 #include <stdio.h>
@@ -122,6 +125,9 @@ static void measure(fw_rules *r, fw_ledger *lg, fw_store *st, long first, int n,
     char json[4096], subj[64];
     fw_hit_list hits = {0};
     long hitc = 0;
+    /* BENCH_EVAL_ONLY=1: do not apply the measured vouchers (to profile
+     * the evaluation alone; the figures are then not the pipeline's). */
+    int eval_only = getenv("BENCH_EVAL_ONLY") != NULL;
     double start = now_s();
     fw_store_begin(st);
     for (int i = 0; i < n; i++) {
@@ -141,7 +147,8 @@ static void measure(fw_rules *r, fw_ledger *lg, fw_store *st, long first, int n,
         fw_rules_eval(r, &ev, &hits);
         per[i] = now_s() - a;
         fw_ledger_result res;
-        fw_ledger_apply(lg, &ev, &res);
+        if (!eval_only)
+            fw_ledger_apply(lg, &ev, &res);
         fw_event_clear(&ev);
         hitc += hits.n;
         fw_hit_list_clear(&hits);
@@ -264,7 +271,7 @@ int main(int argc, char **argv)
     /* Where the time goes: the slowest rules by their seconds counter. */
     typedef struct {
         const char *id;
-        double s, n;
+        double s, n, hits;
     } cost;
     cost costs[256];
     int nc = 0;
@@ -276,6 +283,8 @@ int main(int argc, char **argv)
             "fundwatch_rule_seconds_total", "Time spent in rule calls, per rule", labels));
         costs[nc].n = fw_metric_value(fw_metric_counter("fundwatch_rule_evaluations_total",
                                                         "Rule check calls, per rule", labels));
+        costs[nc].hits = fw_metric_value(
+            fw_metric_counter("fundwatch_rule_hits_total", "Rule hits, per rule", labels));
         nc++;
     }
     for (int i = 0; i < nc; i++)
@@ -286,21 +295,17 @@ int main(int argc, char **argv)
                 costs[j] = x;
             }
     printf("  slowest rules (mean per call):");
-    for (int i = 0; i < nc && i < 6; i++)
+    int show = getenv("BENCH_ALL_RULES") ? nc : 6;
+    for (int i = 0; i < nc && i < show; i++)
         if (costs[i].n > 0)
-            printf(" %s %.1f us;", costs[i].id, costs[i].s / costs[i].n * 1e6);
+            printf(show > 6 ? " %s %.1f us (%.0f%% hits);" : " %s %.1f us;", costs[i].id,
+                   costs[i].s / costs[i].n * 1e6, 100 * costs[i].hits / costs[i].n);
     printf("\n");
     fw_rules_free(r);
 
-    /* Sandbox overhead: one empty rule. */
-    char edir[1100], path[1200];
-    snprintf(edir, sizeof edir, "%s/empty", tmp);
-    mkdir(edir, 0700);
-    snprintf(path, sizeof path, "%s/empty.lua", edir);
-    fw_t_write_file(path, "return { id = 'empty', name = 'empty', level = 'blue',\n"
-                          "  on = { 'voucher.created' }, check = function(v, ctx) end }\n");
-    fw_rules_opts eo = {.dir = edir, .etc_dir = etc, .ledger = lg};
-    fw_rules *er = fw_rules_new(&eo, err, sizeof err);
+    /* Sandbox overhead: evaluations with 1 and with EMPTY_RULES empty rules;
+     * the difference is the cost of a rule call, the rest the cost of an
+     * evaluation (event -> shared Lua table, memo reset). */
     voucher_json(json, sizeof json, 999999999, t0, 1, 1, 1, 100000, "transfer");
     fw_event ev;
     fw_decode_error de;
@@ -309,16 +314,38 @@ int main(int argc, char **argv)
     int calls = 200000;
     if (getenv("BENCH_EMPTY_CALLS")) /* e.g. fewer under valgrind */
         calls = atoi(getenv("BENCH_EMPTY_CALLS")) > 0 ? atoi(getenv("BENCH_EMPTY_CALLS")) : 1;
-    double a = now_s();
-    for (int i = 0; i < calls; i++)
-        fw_rules_eval(er, &ev, &hits);
-    double per_call = (now_s() - a) / calls;
-    printf("sandbox overhead: empty rule call %.2f us (event -> Lua table, fresh _ENV and ctx, "
-           "budgets, pcall, metrics)\n",
-           per_call * 1e6);
+    enum { EMPTY_RULES = 20 };
+    double per_eval[2];
+    for (int pass = 0; pass < 2; pass++) {
+        int nrules = pass ? EMPTY_RULES : 1;
+        char edir[1100], path[1200];
+        snprintf(edir, sizeof edir, "%s/empty%d", tmp, nrules);
+        mkdir(edir, 0700);
+        for (int k = 0; k < nrules; k++) {
+            char text[300];
+            snprintf(path, sizeof path, "%s/empty%02d.lua", edir, k);
+            snprintf(text, sizeof text,
+                     "return { id = 'empty%02d', name = 'empty', level = 'blue',\n"
+                     "  on = { 'voucher.created' }, check = function(v, ctx) end }\n",
+                     k);
+            fw_t_write_file(path, text);
+        }
+        fw_rules_opts eo = {.dir = edir, .etc_dir = etc, .ledger = lg};
+        fw_rules *er = fw_rules_new(&eo, err, sizeof err);
+        int n = pass ? calls / EMPTY_RULES : calls;
+        double a = now_s();
+        for (int i = 0; i < n; i++)
+            fw_rules_eval(er, &ev, &hits);
+        per_eval[pass] = (now_s() - a) / n;
+        fw_rules_free(er);
+    }
+    double per_rule = (per_eval[1] - per_eval[0]) / (EMPTY_RULES - 1);
+    printf("sandbox overhead: empty rule call %.2f us (budgets, overlay v, ctx, pcall, env check, "
+           "metrics); per evaluation %.2f us (event -> shared Lua table, memo reset); "
+           "one empty rule per evaluation %.2f us\n",
+           per_rule * 1e6, (per_eval[0] - per_rule) * 1e6, per_eval[0] * 1e6);
     fw_event_clear(&ev);
     fw_hit_list_free(&hits);
-    fw_rules_free(er);
     free(per);
     fw_ledger_free(lg);
     fw_store_close(st);

@@ -4,12 +4,17 @@
  * zone, the calendar and lists from etc/, and small text helpers.
  * lua/README.md is the reference for rule authors.
  *
- * Each call gets a fresh ctx table {params, event, run} whose metatable
- * (protected) falls through to the functions below, so nothing a rule writes
- * into ctx outlives the call.  Every function reads through the ledger's
+ * Each rule has one ctx, made when it is loaded: a read-only proxy over a
+ * fields table {params, event, run} (the engine sets params when the rule's
+ * params change, event and run before each call) whose metatable falls
+ * through to the functions below.  Nothing is built per call, and a rule
+ * cannot write into ctx.  Every function reads through the ledger's
  * indexed queries (daemon/ledger.h); none scans.  JSON results from the
  * ledger are held by the sandbox until the call ends, so a Lua error while
  * converting them leaks nothing.
+ *
+ * ctx.history on (unit, payee_account) is answered by the voucher cache
+ * (daemon/voucher_cache.h) when the rule set has one, else by SQL.
  *
  * The ledger reads go through the rule's fw_memo when it has one: all rules
  * of one evaluation see the same pre-event ledger, so the first rule that
@@ -22,6 +27,7 @@
 
 #include "daemon/money.h"
 #include "daemon/timeutil.h"
+#include "daemon/voucher_cache.h"
 #include "lua/rule_int.h"
 
 #define CTX_FUNCS "fw.ctxfuncs"
@@ -208,7 +214,10 @@ static fw_memo *ctx_memo(lua_State *L)
 /* Check that the table at idx has only the given keys. */
 static void check_keys(lua_State *L, int idx, const char *fn, const char *const *allowed)
 {
-    fw_lazy_settle(L, idx); /* v itself passed as the criteria */
+    fw_lazy_settle(L, idx);                /* v itself passed as the criteria */
+    int pushed = fw_sbx_push_real(L, idx); /* a read-only table: walk the real one */
+    if (pushed)
+        idx = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
@@ -221,6 +230,8 @@ static void check_keys(lua_State *L, int idx, const char *fn, const char *const 
         if (!*a)
             luaL_error(L, "%s: unknown field '%s'", fn, k);
     }
+    if (pushed)
+        lua_pop(L, 1);
 }
 
 /* Push t[name]; return it as a string or NULL (left on the stack). */
@@ -440,6 +451,63 @@ static int ctx_voucher(lua_State *L)
     return push_memo_json(L, memo_add(m), j);
 }
 
+/* The criteria of ctx.history, in the order of its `allowed` list. */
+enum {
+    H_UNIT,
+    H_PAYEE,
+    H_ECON,
+    H_ECONS,
+    H_SETTLE,
+    H_PTYPE,
+    H_AMOUNT,
+    H_BELOW,
+    H_SINCE,
+    H_UNTIL,
+    H_EXCL,
+    H_STATE,
+    H_IND,
+    H_N
+};
+
+static int history_key(const char *k, size_t n)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } keys[H_N] = {{"unit", 4},          {"payee_account", 13},   {"econ_class", 10},
+                   {"econ_classes", 12}, {"settle_method", 13},   {"payee_type", 10},
+                   {"amount", 6},        {"amount_below", 12},    {"since", 5},
+                   {"until", 5},         {"exclude_voucher", 15}, {"state", 5},
+                   {"indicator", 9}};
+    for (int i = 0; i < H_N; i++)
+        if (keys[i].len == n && memcmp(keys[i].name, k, n) == 0)
+            return i;
+    return -1;
+}
+
+/* The criterion at stack index idx (0: absent) as a string, or NULL. */
+static const char *hist_str(lua_State *L, int idx, const char *name, const char *fn)
+{
+    if (!idx)
+        return NULL;
+    int ty = lua_type(L, idx);
+    if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+        luaL_error(L, "%s: %s must be a string", fn, name);
+    return lua_tostring(L, idx); /* a number is converted in place, on the stack */
+}
+
+static int hist_int(lua_State *L, int idx, const char *name, const char *fn, int64_t *out)
+{
+    if (!idx)
+        return 0;
+    int ok;
+    lua_Integer v = lua_tointegerx(L, idx, &ok);
+    if (!ok)
+        luaL_error(L, "%s: %s must be an integer", fn, name);
+    *out = v;
+    return 1;
+}
+
 /* ctx.history{...} -> {count=, total=} */
 static int ctx_history(lua_State *L)
 {
@@ -460,27 +528,53 @@ static int ctx_history(lua_State *L)
     const char *fn = "ctx.history";
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    check_keys(L, 1, fn, allowed);
-    luaL_checkstack(L, 96, fn);
+    luaL_checkstack(L, 128, fn);
     fw_history_query q;
     memset(&q, 0, sizeof q);
-    q.unit_code = field_str(L, 1, "unit", fn);
-    q.payee_account = field_str(L, 1, "payee_account", fn);
-    q.econ_class = field_str(L, 1, "econ_class", fn);
-    q.settle_method = field_str(L, 1, "settle_method", fn);
-    q.payee_type = field_str(L, 1, "payee_type", fn);
-    q.exclude_voucher = field_str(L, 1, "exclude_voucher", fn);
-    q.state = field_str(L, 1, "state", fn);
-    q.indicator_id = field_str(L, 1, "indicator", fn);
+    /* A plain criteria table (what rules write) is read in one walk; one
+     * with a metatable (v itself, a proxy) field by field as before, so
+     * that inherited fields count. */
+    int vidx[H_N] = {0};
+    int plain = !lua_getmetatable(L, 1);
+    if (!plain) {
+        lua_pop(L, 1);
+        check_keys(L, 1, fn, allowed);
+        for (int i = 0; i < H_N; i++) {
+            lua_getfield(L, 1, allowed[i]); /* stays on the stack while q is used */
+            vidx[i] = lua_isnil(L, -1) ? 0 : lua_gettop(L);
+        }
+    } else {
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                return luaL_error(L, "%s: keys must be strings", fn);
+            size_t kl;
+            const char *k = lua_tolstring(L, -2, &kl);
+            int h = history_key(k, kl);
+            if (h < 0)
+                return luaL_error(L, "%s: unknown field '%s'", fn, k);
+            vidx[h] = lua_gettop(L); /* the value stays on the stack */
+            lua_pushvalue(L, -2);
+        }
+    }
+    q.unit_code = hist_str(L, vidx[H_UNIT], "unit", fn);
+    q.payee_account = hist_str(L, vidx[H_PAYEE], "payee_account", fn);
+    q.econ_class = hist_str(L, vidx[H_ECON], "econ_class", fn);
+    q.settle_method = hist_str(L, vidx[H_SETTLE], "settle_method", fn);
+    q.payee_type = hist_str(L, vidx[H_PTYPE], "payee_type", fn);
+    q.exclude_voucher = hist_str(L, vidx[H_EXCL], "exclude_voucher", fn);
+    q.state = hist_str(L, vidx[H_STATE], "state", fn);
+    q.indicator_id = hist_str(L, vidx[H_IND], "indicator", fn);
     if (q.state && strcmp(q.state, "returned") != 0 && strcmp(q.state, "paid") != 0)
         return luaL_error(L, "%s: state must be \"returned\" or \"paid\"", fn);
-    q.has_amount = field_int(L, 1, "amount", fn, &q.amount);
-    field_int(L, 1, "amount_below", fn, &q.amount_below);
-    field_int(L, 1, "since", fn, &q.since);
-    if (!field_int(L, 1, "until", fn, &q.until))
+    q.has_amount = hist_int(L, vidx[H_AMOUNT], "amount", fn, &q.amount);
+    hist_int(L, vidx[H_BELOW], "amount_below", fn, &q.amount_below);
+    hist_int(L, vidx[H_SINCE], "since", fn, &q.since);
+    if (!hist_int(L, vidx[H_UNTIL], "until", fn, &q.until))
         q.until = INT64_MAX;
     const char *classes[65];
-    int ty = lua_getfield(L, 1, "econ_classes");
+    int ty = vidx[H_ECONS] ? lua_type(L, vidx[H_ECONS]) : LUA_TNIL;
+    lua_pushvalue(L, vidx[H_ECONS] ? vidx[H_ECONS] : 1);
     if (ty == LUA_TTABLE) {
         int t = lua_gettop(L);
         lua_Integer n = luaL_len(L, t);
@@ -524,7 +618,10 @@ static int ctx_history(lua_State *L)
         res.count = e->a;
         res.total = e->b;
     } else {
-        if (fw_ledger_history(lg, &q, &res) != 0)
+        int rc = fw_vcache_history(ctx_rule(L)->vcache, &q, &res);
+        if (rc == 0)
+            rc = fw_ledger_history(lg, &q, &res) == 0 ? 1 : -1;
+        if (rc < 0)
             return luaL_error(L, "%s: store error", fn);
         if ((e = memo_add(m)) != NULL) {
             e->a = res.count;
@@ -833,6 +930,11 @@ static const luaL_Reg ctx_funcs[] = {
 
 void fw_ctx_open(lua_State *L)
 {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, CTX_MT) == LUA_TTABLE) {
+        lua_pop(L, 1); /* the state already has it (another rule of the generation) */
+        return;
+    }
+    lua_pop(L, 1);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, CTX_LISTS);
     luaL_newlib(L, ctx_funcs);
@@ -844,20 +946,10 @@ void fw_ctx_open(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, CTX_MT);
 }
 
-void fw_ctx_push(lua_State *L, int params_idx, const char *event, int run_idx)
+void fw_ctx_create(lua_State *L)
 {
-    params_idx = lua_absindex(L, params_idx);
-    if (run_idx)
-        run_idx = lua_absindex(L, run_idx);
     lua_createtable(L, 0, 3);
-    lua_pushvalue(L, params_idx);
-    lua_setfield(L, -2, "params");
-    lua_pushstring(L, event);
-    lua_setfield(L, -2, "event");
-    if (run_idx) {
-        lua_pushvalue(L, run_idx);
-        lua_setfield(L, -2, "run");
-    }
     lua_getfield(L, LUA_REGISTRYINDEX, CTX_MT);
     lua_setmetatable(L, -2);
+    fw_sbx_push_readonly(L, -1);
 }

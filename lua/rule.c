@@ -8,13 +8,17 @@
  * numbers), mode, check, description; any other key is an error that names
  * the file and the line where the key appears.
  *
- * Each call sets the chunk's _ENV upvalue (shared by every function of the
- * file) to a fresh table that reads through to the sandbox globals, so a
- * global written during a call is gone afterwards.  The event is converted
- * to a Lua table per call (payroll: the run once per rule, then each line).
- * Hits are built in a pending list and only appended to the caller's list
- * when the whole call succeeded; any failure (error, budget) replaces them
- * with one rule_error hit.
+ * The rules of a generation live in one shared state (sandbox.c).  The
+ * chunk's _ENV upvalue (shared by every function of the file) is the rule's
+ * own environment table, made at load and kept; it reads through to the
+ * sandbox globals, and it is emptied after any call (and the load) that
+ * wrote into it, so a global written during a call is gone afterwards.
+ * ctx is made once per rule (ctx.c).  The event is converted once per
+ * evaluation per state (build_eval: the body, for payroll also the run
+ * table ctx.run and the lines), and each call gets a fresh overlay of it
+ * (sandbox.c, "the event").  Hits are built in a pending list and only
+ * appended to the caller's list when the whole call succeeded; any failure
+ * (error, budget) replaces them with one rule_error hit.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -150,9 +154,18 @@ static int do_load(lua_State *L)
     lua_pushvalue(L, -1);
     r->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     fw_sbx_push_env(L);
+    lua_pushvalue(L, -1);
+    r->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (!lua_setupvalue(L, -2, 1))
         lua_pop(L, 1);
+    fw_ctx_create(L);
+    r->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->ctxr_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_call(L, 0, 1);
+    /* Globals the chunk set while loading are not seen by calls. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
+    fw_sbx_clear_env(L, -1);
+    lua_pop(L, 1);
     int t = lua_gettop(L);
     if (lua_type(L, t) != LUA_TTABLE)
         return load_fail(L, a, NULL, "must return a table (got %s)", luaL_typename(L, t));
@@ -379,8 +392,11 @@ static int do_set_params(lua_State *L)
         }
     }
     fw_sbx_push_readonly(L, 3);
-    if (r->params_ref)
-        luaL_unref(L, LUA_REGISTRYINDEX, r->params_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctxr_ref);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "params");
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, r->params_ref);
     r->params_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
@@ -389,7 +405,8 @@ static int set_params(fw_rule *r, const json_t *over, int from_config, char *err
 {
     params_args a = {r, over, from_config};
     char why[512];
-    if (fw_sbx_call(&r->sbx, do_set_params, &a, why, sizeof why) != 0) {
+    r->sbx->owner = r;
+    if (fw_sbx_call(r->sbx, do_set_params, &a, why, sizeof why) != 0) {
         snprintf(err, (size_t)errlen, "%s: %s%s%s", r->path, from_config ? "config [rule." : "",
                  from_config ? r->id : "", from_config ? "]: " : "");
         size_t l = strlen(err);
@@ -462,6 +479,8 @@ fw_rule *fw_rule_load(const char *path, const fw_rule_env *env, char *err, int e
     r = calloc(1, sizeof *r);
     if (!r)
         goto fail;
+    r->main_ref = r->check_ref = r->defaults_ref = r->params_ref = LUA_NOREF;
+    r->env_ref = r->ctxr_ref = r->ctx_ref = LUA_NOREF;
     snprintf(r->path, sizeof r->path, "%s", path);
     if (id_from_path(path, r->id, sizeof r->id) != 0) {
         snprintf(err, (size_t)errlen, "%s: file name must be <id>.lua with id [a-z0-9_]+", path);
@@ -473,13 +492,19 @@ fw_rule *fw_rule_load(const char *path, const fw_rule_env *env, char *err, int e
     EVP_Digest(src, len, r->sha, NULL, EVP_sha256(), NULL);
     r->etc = fw_etc_ref(env->etc);
     r->ledger = env->ledger;
-    if (fw_sbx_open(&r->sbx, env->mem_budget ? env->mem_budget : ((size_t)32 << 20),
-                    env->instr_budget ? env->instr_budget : 1000000, r) != 0) {
+    if (env->shared) {
+        r->sbx = fw_sbx_ref(env->shared);
+    } else {
+        size_t mem = env->mem_budget ? env->mem_budget : ((size_t)32 << 20);
+        r->sbx = fw_sbx_new(mem, mem, env->instr_budget ? env->instr_budget : 1000000);
+    }
+    if (!r->sbx) {
         snprintf(err, (size_t)errlen, "%s: cannot create a Lua state", path);
         goto fail;
     }
     load_args a = {r, src, len};
-    if (fw_sbx_call(&r->sbx, do_load, &a, err, errlen) != 0) {
+    r->sbx->owner = r;
+    if (fw_sbx_call(r->sbx, do_load, &a, err, errlen) != 0) {
         /* Budget trips have no file in the message. */
         if (strncmp(err, path, strlen(path)) != 0) {
             char tmp[512];
@@ -523,7 +548,17 @@ void fw_rule_free(fw_rule *r)
 {
     if (!r)
         return;
-    fw_sbx_close(&r->sbx);
+    if (r->sbx && r->sbx->refs > 1) {
+        /* The state lives on with the other rules: release what was ours. */
+        lua_State *L = r->sbx->L;
+        int refs[] = {r->main_ref, r->check_ref, r->defaults_ref, r->params_ref,
+                      r->env_ref,  r->ctxr_ref,  r->ctx_ref};
+        for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
+            luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
+        if (r->sbx->owner == r)
+            r->sbx->owner = NULL;
+    }
+    fw_sbx_unref(r->sbx);
     fw_etc_unref(r->etc);
     free(r);
 }
@@ -537,9 +572,7 @@ typedef struct call_args {
     call_mode mode;
     const char *event;  /* dispatch name */
     const json_t *body; /* CALL_EVENT */
-    const fw_payroll_info *pi;
-    int run_ref;      /* CALL_LINE: the run table */
-    lua_Integer line; /* CALL_LINE: 1-based */
+    lua_Integer line;   /* CALL_LINE: 1-based */
     const char *subject_kind;
     char subject_id[300];
     const char *unit;
@@ -685,43 +718,163 @@ static void collect_result(lua_State *L, call_args *a, int idx)
     }
 }
 
+/* The evaluation's shared event values in a state, registry[eval_ref]:
+ * [1] the overlay metatable of v (payroll.run: the part with complete and
+ * total_net), [2] the read-only run table (payroll: ctx.run), [3] the
+ * overlay metatables of the lines, made at first use. */
+enum { EV_MT = 1, EV_RUN = 2, EV_LINES = 3 };
+
+static uint64_t eval_serial = 1;
+
+void fw_rule_eval_begin(void)
+{
+    eval_serial++;
+}
+
+typedef struct build_args {
+    const json_t *body;
+    int payroll;
+    const fw_payroll_info *pi;
+} build_args;
+
+static int do_build_eval(lua_State *L)
+{
+    build_args *b = lua_touserdata(L, 1);
+    fw_sbx *s = fw_sbx_of(L);
+    lua_createtable(L, 3, 0); /* 2 */
+    if (json_is_object(b->body)) {
+        fw_push_json(L, b->body); /* 3: S */
+        fw_sbx_readonly_nested(L, 3);
+        if (b->payroll) {
+            fw_sbx_push_readonly(L, 3);
+            lua_rawseti(L, 2, EV_RUN);
+            lua_newtable(L);
+            lua_rawseti(L, 2, EV_LINES);
+            /* payroll.run's v: the part plus what the engine computed */
+            lua_createtable(L, 0, (int)json_object_size(b->body) + 2);
+            lua_pushnil(L);
+            while (lua_next(L, 3)) {
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_rawset(L, 4);
+            }
+            lua_pushboolean(L, b->pi ? b->pi->complete : 0);
+            lua_setfield(L, 4, "complete");
+            lua_pushinteger(L, b->pi ? b->pi->total_net : 0);
+            lua_setfield(L, 4, "total_net");
+            lua_replace(L, 3);
+        }
+        fw_sbx_push_overlay_mt(L, 3);
+        lua_rawseti(L, 2, EV_MT);
+        lua_settop(L, 2);
+    }
+    if (s->eval_ref == LUA_NOREF)
+        s->eval_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_rawseti(L, LUA_REGISTRYINDEX, s->eval_ref);
+    return 0;
+}
+
+/* Build the event values of this evaluation in r's state unless done.
+ * 0, or -1 with the reason. */
+static int ensure_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, char *why,
+                       int whylen)
+{
+    fw_sbx *s = r->sbx;
+    if (s->eval_serial == eval_serial)
+        return s->eval_failed ? (snprintf(why, (size_t)whylen, "%s", s->eval_err), -1) : 0;
+    build_args b = {ev->body, ev->kind == FW_KIND_PAYROLL, pi};
+    s->owner = NULL;
+    s->eval_serial = eval_serial;
+    s->eval_failed = fw_sbx_call(s, do_build_eval, &b, s->eval_err, sizeof s->eval_err) != 0;
+    if (s->eval_failed) {
+        snprintf(why, (size_t)whylen, "%s", s->eval_err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Push the evaluation's value [i] (nil when absent). */
+static int push_eval(lua_State *L, int i)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    if (s->eval_ref == LUA_NOREF || lua_rawgeti(L, LUA_REGISTRYINDEX, s->eval_ref) != LUA_TTABLE) {
+        lua_pop(L, s->eval_ref == LUA_NOREF ? 0 : 1);
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    int t = lua_rawgeti(L, -1, i);
+    lua_remove(L, -2);
+    return t;
+}
+
+/* Push v for payroll line i: an overlay of the line (its metatable made
+ * once per evaluation and line). */
+static void push_line(lua_State *L, lua_Integer i)
+{
+    int top = lua_gettop(L);
+    if (push_eval(L, EV_LINES) != LUA_TTABLE) {
+        lua_settop(L, top);
+        lua_pushnil(L);
+        return;
+    }
+    int cache = top + 1;
+    if (lua_rawgeti(L, cache, i) == LUA_TTABLE) {
+        fw_sbx_push_overlay(L, -1);
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+        return;
+    }
+    lua_pop(L, 1);
+    push_eval(L, EV_RUN);
+    int found = 0;
+    if (fw_sbx_push_real(L, -1) && lua_getfield(L, -1, "lines") == LUA_TTABLE &&
+        fw_sbx_push_real(L, -1) && lua_rawgeti(L, -1, i) == LUA_TTABLE && fw_sbx_push_real(L, -1)) {
+        fw_sbx_push_overlay_mt(L, -1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, cache, i);
+        fw_sbx_push_overlay(L, -1);
+        found = 1;
+    }
+    if (found) {
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+    } else {
+        lua_settop(L, top);
+        lua_pushnil(L);
+    }
+}
+
 static int do_call(lua_State *L)
 {
     call_args *a = lua_touserdata(L, 1);
     fw_rule *r = a->r;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->main_ref);
-    fw_sbx_push_env(L);
-    lua_setupvalue(L, -2, 1);
-    lua_pop(L, 1);
-
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->params_ref); /* 2 */
-    int run = 0;
-    if (a->mode == CALL_LINE) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, a->run_ref); /* 3 */
-        run = 3;
-    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->check_ref);
     if (a->mode == CALL_EVENT) {
-        if (json_is_object(a->body))
-            fw_push_lazy_event(L, (json_t *)a->body);
-        else
+        if (push_eval(L, EV_MT) == LUA_TTABLE) {
+            fw_sbx_push_overlay(L, -1);
+            lua_remove(L, -2);
+        } else {
+            lua_pop(L, 1);
             fw_push_json(L, a->body);
-        if (a->pi) {
-            lua_pushboolean(L, a->pi->complete);
-            lua_setfield(L, -2, "complete");
-            lua_pushinteger(L, a->pi->total_net);
-            lua_setfield(L, -2, "total_net");
         }
     } else if (a->mode == CALL_LINE) {
-        lua_getfield(L, run, "lines");
-        lua_rawgeti(L, -1, a->line);
-        lua_remove(L, -2);
+        push_line(L, a->line);
     } else {
         lua_createtable(L, 0, 1);
         lua_pushinteger(L, r->now);
         lua_setfield(L, -2, "at");
     }
-    fw_ctx_push(L, 2, a->event, run);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctxr_ref);
+    lua_pushstring(L, a->event);
+    lua_setfield(L, -2, "event");
+    if (a->mode == CALL_LINE)
+        push_eval(L, EV_RUN);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, -2, "run");
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctx_ref);
     lua_call(L, 2, 1);
     collect_result(L, a, -1);
     return 0;
@@ -765,7 +918,17 @@ static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
     char why[512];
     double t0 = mono_seconds();
     memset(&a->pending, 0, sizeof a->pending);
-    int rc = fw_sbx_call(&r->sbx, do_call, a, why, sizeof why);
+    r->sbx->owner = r;
+    int rc = fw_sbx_call(r->sbx, do_call, a, why, sizeof why);
+    /* Globals written during the call die with it. */
+    lua_State *L = r->sbx->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
+    lua_pushnil(L);
+    if (lua_next(L, -2)) {
+        lua_pop(L, 2);
+        fw_sbx_clear_env(L, -1);
+    }
+    lua_pop(L, 1);
     fw_metric_add(r->m_evals, 1);
     fw_metric_add(r->m_seconds, mono_seconds() - t0);
     if (rc == 0) {
@@ -813,27 +976,6 @@ static const char *body_str(const json_t *body, const char *k)
     return s ? s : "";
 }
 
-typedef struct run_args {
-    fw_rule *r;
-    const json_t *body;
-    int ref;
-} run_args;
-
-static int do_push_run(lua_State *L)
-{
-    run_args *a = lua_touserdata(L, 1);
-    fw_push_json(L, a->body);
-    a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    return 0;
-}
-
-static int do_drop_run(lua_State *L)
-{
-    run_args *a = lua_touserdata(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-    return 0;
-}
-
 int fw_payroll_info_get(fw_ledger *l, const fw_event *ev, fw_payroll_info *pi)
 {
     int seen = 0;
@@ -851,9 +993,21 @@ int fw_payroll_info_get(fw_ledger *l, const fw_event *ev, fw_payroll_info *pi)
     return 0;
 }
 
+/* One rule_error hit for a failure outside a rule's call. */
+static void add_rule_error(fw_rule *r, call_args *a, const char *why, fw_hit_list *hits)
+{
+    char msg[400];
+    snprintf(msg, sizeof msg, "规则 %s 执行失败: %s", r->id, why);
+    fw_metric_add(r->m_errors, 1);
+    json_t *details = json_pack("{s:s, s:s}", "event", a->event, "reason", why);
+    fw_hit_list_add(hits, "rule_error", "orange", r->shadow, msg, details, r->id, "rule", r->id,
+                    a->unit, a->event_id, r->now);
+}
+
 int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_hit_list *hits)
 {
     int added = 0;
+    char why[256];
     r->now = ev->occurred_at;
     call_args a;
     memset(&a, 0, sizeof a);
@@ -863,33 +1017,25 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
     a.body = ev->body;
     if (ev->kind == FW_KIND_PAYROLL) {
         const char *run_id = body_str(ev->body, "run_id");
+        if (!(r->on & ((1u << FW_ON_PAYROLL_RUN) | (1u << FW_ON_PAYROLL_LINE))))
+            return 0;
+        if (ensure_eval(r, ev, pi, why, sizeof why) != 0) {
+            a.event = (r->on & (1u << FW_ON_PAYROLL_RUN)) ? "payroll.run" : "payroll.line";
+            add_rule_error(r, &a, why, hits);
+            return 1;
+        }
         if (r->on & (1u << FW_ON_PAYROLL_RUN)) {
             a.mode = CALL_EVENT;
             a.event = "payroll.run";
-            a.pi = pi;
             a.subject_kind = "payroll_run";
             set_subject_id(&a, run_id);
             int n = run_call(r, &a, hits);
             added += n < 0 ? 1 : n;
         }
         if (r->on & (1u << FW_ON_PAYROLL_LINE)) {
-            run_args ra = {r, ev->body, LUA_NOREF};
             a.mode = CALL_LINE;
             a.event = "payroll.line";
-            a.pi = NULL;
             a.subject_kind = "payroll_line";
-            char why[256];
-            if (fw_sbx_call(&r->sbx, do_push_run, &ra, why, sizeof why) != 0) {
-                a.run_ref = LUA_NOREF;
-                set_subject_id(&a, run_id);
-                char msg[400];
-                snprintf(msg, sizeof msg, "规则 %s 执行失败: %s", r->id, why);
-                fw_metric_add(r->m_errors, 1);
-                fw_hit_list_add(hits, "rule_error", "orange", r->shadow, msg, NULL, r->id, "rule",
-                                r->id, a.unit, a.event_id, r->now);
-                return added + 1;
-            }
-            a.run_ref = ra.ref;
             json_t *lines = json_object_get(ev->body, "lines"), *line;
             size_t i;
             json_array_foreach(lines, i, line)
@@ -904,34 +1050,52 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
                 }
                 added += n;
             }
-            fw_sbx_call(&r->sbx, do_drop_run, &ra, NULL, 0);
         }
         return added;
     }
-    int bit = fw_on_index(ev->type);
-    if (bit < 0 || !(r->on & (1u << bit)))
+    /* The dispatch bit and the subject are the same for every rule of the
+     * evaluation: found once. */
+    static struct {
+        uint64_t serial;
+        const fw_event *ev;
+        int bit;
+        const char *kind;
+        char id[sizeof a.subject_id];
+    } once;
+    if (once.serial != eval_serial || once.ev != ev) {
+        once.serial = eval_serial;
+        once.ev = ev;
+        once.bit = fw_on_index(ev->type);
+        const char *idkey = NULL;
+        switch (ev->kind) {
+        case FW_KIND_VOUCHER:
+            once.kind = "voucher", idkey = "voucher_no";
+            break;
+        case FW_KIND_INDICATOR:
+            once.kind = "indicator", idkey = "indicator_id";
+            break;
+        case FW_KIND_REIMBURSE:
+            once.kind = "reimburse", idkey = "reimb_id";
+            break;
+        case FW_KIND_SUBSIDY:
+            once.kind = "subsidy", idkey = "payout_id";
+            break;
+        default:
+            once.kind = NULL;
+            break;
+        }
+        set_subject_id(&a, idkey ? body_str(ev->body, idkey) : "");
+        memcpy(once.id, a.subject_id, sizeof once.id);
+    }
+    if (once.bit < 0 || !(r->on & (1u << once.bit)) || !once.kind)
         return 0;
     a.mode = CALL_EVENT;
     a.event = ev->type;
-    switch (ev->kind) {
-    case FW_KIND_VOUCHER:
-        a.subject_kind = "voucher";
-        set_subject_id(&a, body_str(ev->body, "voucher_no"));
-        break;
-    case FW_KIND_INDICATOR:
-        a.subject_kind = "indicator";
-        set_subject_id(&a, body_str(ev->body, "indicator_id"));
-        break;
-    case FW_KIND_REIMBURSE:
-        a.subject_kind = "reimburse";
-        set_subject_id(&a, body_str(ev->body, "reimb_id"));
-        break;
-    case FW_KIND_SUBSIDY:
-        a.subject_kind = "subsidy";
-        set_subject_id(&a, body_str(ev->body, "payout_id"));
-        break;
-    default:
-        return 0;
+    a.subject_kind = once.kind;
+    memcpy(a.subject_id, once.id, strlen(once.id) + 1);
+    if (ensure_eval(r, ev, pi, why, sizeof why) != 0) {
+        add_rule_error(r, &a, why, hits);
+        return 1;
     }
     int n = run_call(r, &a, hits);
     return n < 0 ? 1 : n;

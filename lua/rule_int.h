@@ -1,7 +1,8 @@
 /*
  * rule_int.h - internals shared by the files of lua/ (not a public API).
  *
- *   sandbox.c  one sandboxed lua_State: counting allocator (memory budget),
+ *   sandbox.c  the sandboxed lua_State (one per generation): counting allocator
+ *              (per-call and state memory caps),
  *              count hook (instruction budget), allow-listed libraries,
  *              guarded pattern functions, read-only proxies, JSON <-> Lua.
  *   etc.c      calendar and lists from etc/, GB 11643 ID check.
@@ -29,22 +30,36 @@
 
 typedef struct fw_sbx {
     lua_State *L;
-    size_t used, limit; /* bytes held by the state, cap */
-    int mem_tripped;    /* an allocation was refused during this call */
+    int refs;                     /* fw_sbx_new: holders (the rules living in it) */
+    size_t used, limit;           /* bytes held by the whole state, its cap */
+    size_t call_base, call_limit; /* during a call: used may not pass base + limit */
+    int in_call;
+    int mem_tripped;             /* an allocation was refused during this call */
+    int refused, tripped_before; /* the last allocation was refused (see sbx_alloc) */
+    void *refused_ptr;
+    size_t refused_osize, refused_nsize;
     int64_t instr_used, instr_budget;
     int instr_tripped;
-    int hook_step;  /* the current hook count */
-    int genv_ref;   /* registry: the sandbox globals (never handed out) */
-    int envmt_ref;  /* registry: metatable of per-call envs */
-    int lazymt_ref; /* registry: metatable of the lazy events' body holders */
-    int evmt_ref;   /* registry: metatable of the lazy events */
-    void *owner;    /* the fw_rule (or NULL in a test-file state) */
-    json_t *keep;   /* json values to release after the current call */
+    int hook_step;        /* the current hook count */
+    int genv_ref;         /* registry: the sandbox globals (never handed out) */
+    int envmt_ref;        /* registry: metatable of the rules' environments */
+    void *owner;          /* the fw_rule being called (NULL: the engine, a test file) */
+    json_t *keep;         /* json values to release after the current call */
+    uint64_t eval_serial; /* evaluation whose event eval_ref holds (0: none) */
+    int eval_ref;         /* registry: that evaluation's shared event values */
+    int eval_failed;      /* building them failed: eval_err says why */
+    char eval_err[200];
 } fw_sbx;
 
-/* Open a sandboxed state.  0 or -1. */
+/* Open a sandboxed state in *s (one owner: a test file, with one cap for
+ * the state and a call).  0 or -1. */
 int fw_sbx_open(fw_sbx *s, size_t mem_limit, int64_t instr_budget, void *owner);
 void fw_sbx_close(fw_sbx *s);
+/* A reference-counted state for the rules of a generation: each call may
+ * grow it by call_limit bytes, the whole state is capped at state_limit. */
+fw_sbx *fw_sbx_new(size_t call_limit, size_t state_limit, int64_t instr_budget);
+fw_sbx *fw_sbx_ref(fw_sbx *s);
+void fw_sbx_unref(fw_sbx *s);
 fw_sbx *fw_sbx_of(lua_State *L);
 
 /* Run f(L) (with ud as a light userdata at index 1) under the budgets.
@@ -52,11 +67,17 @@ fw_sbx *fw_sbx_of(lua_State *L);
  * "memory budget exceeded", or the Lua error text with file:line). */
 int fw_sbx_call(fw_sbx *s, lua_CFunction f, void *ud, char *err, int errlen);
 
-/* Push a fresh env table whose reads fall through to the sandbox globals
- * and whose writes die with it. */
+/* Push a new environment table whose reads fall through to the sandbox
+ * globals (writes stay in it). */
 void fw_sbx_push_env(lua_State *L);
+/* Remove every key of the (environment) table at idx. */
+void fw_sbx_clear_env(lua_State *L, int idx);
 /* Replace value at idx with a read-only proxy (deep for nested tables). */
 void fw_sbx_push_readonly(lua_State *L, int idx);
+/* Make the nested tables of the table at idx read-only proxies (in place). */
+void fw_sbx_readonly_nested(lua_State *L, int idx);
+/* If idx is a read-only proxy push the real table and return 1, else 0. */
+int fw_sbx_push_real(lua_State *L, int idx);
 /* Charge n instructions to the running call (C work done for the rule). */
 void fw_sbx_charge(lua_State *L, int64_t n);
 /* Hold j (stolen) until the current call ends. */
@@ -65,11 +86,14 @@ json_t *fw_sbx_keep(lua_State *L, json_t *j);
 /* JSON -> Lua (objects -> tables, null -> nil). */
 void fw_push_json(lua_State *L, const json_t *j);
 
-/* Push the event object body (a JSON object) as a table that fills itself
- * field by field on first read (see sandbox.c); body is referenced. */
-void fw_push_lazy_event(lua_State *L, json_t *body);
-/* If the value at idx is such a lazy event, fill it completely and make it
- * a plain table (anything that walks a table raw calls this first). */
+/* The shared event (see sandbox.c): push the metatable of the overlays of
+ * the table at src (which no rule may get), and push a fresh overlay with
+ * the metatable at mt (one per call: reads fall through to src). */
+void fw_sbx_push_overlay_mt(lua_State *L, int src);
+void fw_sbx_push_overlay(lua_State *L, int mt);
+/* If the value at idx is an unsettled overlay, copy its source's fields
+ * into it and make it a plain table (anything that walks a table raw calls
+ * this first). */
 void fw_lazy_settle(lua_State *L, int idx);
 /* Lua value at idx -> JSON, attached into `parent` under key (object) or
  * appended (array, key NULL) as it is built, so nothing leaks if Lua raises.
@@ -104,11 +128,13 @@ fw_memo *fw_memo_new(void);
 void fw_memo_clear(fw_memo *m);
 void fw_memo_free(fw_memo *m);
 
-/* Register the ctx function table of a rule state (registry "fw.ctxmt"). */
+/* Register the ctx function table in a state (registry "fw.ctxmt"), once. */
 void fw_ctx_open(lua_State *L);
-/* Push a ctx for one call: params proxy at params_idx, event name, optional
- * run table at run_idx (0 = none). */
-void fw_ctx_push(lua_State *L, int params_idx, const char *event, int run_idx);
+/* Push a rule's ctx: its fields table R ({params, event, run}, set by the
+ * engine: params at set-up, event and run per call; its metatable falls
+ * through to the ctx functions), then the read-only proxy of R that the
+ * rule gets. */
+void fw_ctx_create(lua_State *L);
 
 /* ---- rule.c ---- */
 
@@ -134,7 +160,9 @@ enum {
 int fw_on_index(const char *type);
 
 typedef struct fw_rule_env {
-    fw_etc *etc; /* borrowed; the rule takes a reference */
+    fw_sbx *shared; /* the generation's state (the rule takes a reference), or
+                       NULL: a state of its own (test cases, check) */
+    fw_etc *etc;    /* borrowed; the rule takes a reference */
     fw_ledger *ledger;
     const fw_config *cfg; /* [rule.<id>] overrides, may be NULL */
     int64_t instr_budget;
@@ -153,11 +181,14 @@ typedef struct fw_rule {
     int shadow;
     unsigned on;           /* FW_ON_* bits */
     unsigned char sha[32]; /* of the file content */
-    fw_sbx sbx;
+    fw_sbx *sbx;           /* shared with the other rules of its generation */
     fw_etc *etc;
     fw_ledger *ledger;
-    fw_memo *memo; /* borrowed: the evaluation's ctx memo, or NULL (no memo) */
-    int main_ref, check_ref, defaults_ref, params_ref;
+    fw_memo *memo;            /* borrowed: the evaluation's ctx memo, or NULL (no memo) */
+    struct fw_vcache *vcache; /* borrowed: history cache (daemon/voucher_cache.h) or NULL */
+    /* registry refs in sbx (LUA_NOREF when unset): the chunk, check, the
+     * params, the environment table, ctx's fields table and its proxy */
+    int main_ref, check_ref, defaults_ref, params_ref, env_ref, ctxr_ref, ctx_ref;
     /* current call */
     const fw_event *ev;
     const char *event_name;
@@ -181,6 +212,10 @@ typedef struct fw_payroll_info {
     int64_t total_net;
 } fw_payroll_info;
 
+/* Start a new evaluation (an event or a tick): the event values shared by
+ * the rules of a state are built again at their first use.  Call before
+ * the fw_rule_eval/fw_rule_tick calls of each event. */
+void fw_rule_eval_begin(void);
 /* Evaluate this rule for one event (all its dispatch keys).  Appends hits
  * (a failure appends one rule_error hit).  Returns hits appended. */
 int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_hit_list *hits);

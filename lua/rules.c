@@ -3,11 +3,14 @@
  * id order for each event, reloaded as a whole generation.
  *
  * A generation is the list of rule files found by one scan plus the etc/
- * data read at the same time.  Reload compiles every file again in fresh
- * states (so new calendar/lists data reaches every rule), runs a file's test
- * cases when run_tests is set, and swaps.  A file that fails to load, or
+ * data read at the same time, compiled into one shared Lua state
+ * (sandbox.c says what keeps the rules apart in it).  Reload compiles every
+ * file again in a fresh state (so new calendar/lists data reaches every
+ * rule), runs a file's test cases when run_tests is set, and swaps.  A file that fails to load, or
  * whose tests fail, keeps its previous version (if there was one): the old
- * fw_rule object, with its own etc reference, moves into the new generation.
+ * fw_rule object, with its own etc reference and a reference to its old
+ * state (which lives on while such a rule does), moves into the new
+ * generation.
  * A deleted file's rule goes away.
  *
  * The version is a sha256 over (id, mode, content hash) of the active rules,
@@ -22,6 +25,7 @@
 
 #include "daemon/log.h"
 #include "daemon/schema.h"
+#include "daemon/voucher_cache.h"
 #include "lua/rule_int.h"
 #include "lua/rules.h"
 
@@ -38,11 +42,12 @@ struct fw_rules {
     const fw_config *cfg;
     int run_tests;
     int64_t instr_budget;
-    size_t mem_budget;
+    size_t mem_budget, state_mem_budget;
     fw_rule **rules;
     int n;
     char version[17];
-    fw_memo *memo; /* ctx reads shared by the rules of one evaluation */
+    fw_memo *memo;     /* ctx reads shared by the rules of one evaluation */
+    fw_vcache *vcache; /* (unit, payee) history in memory, or NULL */
 };
 
 static void append_err(char *err, int errlen, const char *msg)
@@ -106,9 +111,16 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
         fw_etc_unref(etc);
         return -1;
     }
+    fw_sbx *sbx = fw_sbx_new(r->mem_budget, r->state_mem_budget, r->instr_budget);
+    if (!sbx) {
+        append_err(err, errlen, "cannot create a Lua state");
+        free(ents);
+        fw_etc_unref(etc);
+        return -1;
+    }
     fw_rule **rules = calloc((size_t)nf + 1, sizeof *rules);
     int n = 0, problems = 0;
-    fw_rule_env env = {etc, r->ledger, r->cfg, r->instr_budget, r->mem_budget, 1};
+    fw_rule_env env = {sbx, etc, r->ledger, r->cfg, r->instr_budget, r->mem_budget, 1};
     for (int i = 0; i < nf; i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", r->dir, ents[i]->d_name);
@@ -149,10 +161,12 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
                 continue;
         }
         x->memo = r->memo;
+        x->vcache = r->vcache;
         rules[n++] = x;
     }
     free(ents);
     fw_etc_unref(etc);
+    fw_sbx_unref(sbx); /* the rules hold it */
     *out = rules;
     *nout = n;
     return problems;
@@ -172,7 +186,13 @@ fw_rules *fw_rules_new(const fw_rules_opts *o, char *err, int errlen)
     r->run_tests = o->run_tests;
     r->instr_budget = o->instr_budget > 0 ? o->instr_budget : FW_RULES_DEFAULT_INSTR;
     r->mem_budget = o->mem_budget > 0 ? o->mem_budget : FW_RULES_DEFAULT_MEM;
+    r->state_mem_budget =
+        o->state_mem_budget > 0 ? o->state_mem_budget : FW_RULES_STATE_MEM_FACTOR * r->mem_budget;
+    if (r->state_mem_budget < r->mem_budget)
+        r->state_mem_budget = r->mem_budget;
     r->memo = fw_memo_new();
+    if (o->ledger && !o->no_history_cache)
+        r->vcache = fw_vcache_new(o->ledger); /* NULL: SQL answers */
     int problems = load_generation(r, NULL, 0, &r->rules, &r->n, err, errlen);
     if (problems < 0) {
         fw_rules_free(r);
@@ -216,6 +236,7 @@ void fw_rules_free(fw_rules *r)
         fw_rule_free(r->rules[i]);
     free(r->rules);
     fw_memo_free(r->memo);
+    fw_vcache_free(r->vcache);
     free(r->dir);
     free(r->etc_dir);
     free(r);
@@ -242,6 +263,7 @@ int fw_rules_eval(fw_rules *r, const fw_event *ev, fw_hit_list *hits)
     fw_payroll_info pi = {0, 0};
     /* The ledger may have changed since the last evaluation. */
     fw_memo_clear(r->memo);
+    fw_rule_eval_begin();
     if (ev->kind == FW_KIND_PAYROLL) {
         int need = 0;
         for (int i = 0; i < r->n; i++)
@@ -258,6 +280,7 @@ int fw_rules_tick(fw_rules *r, int64_t now, fw_hit_list *hits)
 {
     int added = 0;
     fw_memo_clear(r->memo);
+    fw_rule_eval_begin();
     for (int i = 0; i < r->n; i++)
         added += fw_rule_tick(r->rules[i], now, hits);
     return added;

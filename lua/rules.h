@@ -2,12 +2,14 @@
  * rules.h - the Lua 5.4 rule engine: load, sandbox, evaluate, test, reload.
  *
  * A rule is one file rules/<id>.lua returning a table (id, name, level, on,
- * params, mode, check, description; see lua/README.md).  The engine keeps one
- * lua_State per rule: each state has its own counting allocator (the memory
- * budget), its own copies of the allow-listed libraries, and nothing another
- * rule can reach.  A rule that errors or exceeds its instruction or memory
- * budget produces a "rule_error" hit (orange, subject {rule, <id>}) and the
- * other rules carry on.
+ * params, mode, check, description; see lua/README.md).  The rules of one
+ * generation (one load or reload) share one sandboxed lua_State: each rule
+ * has its own environment and ctx, shared values (libraries, the event,
+ * ctx.list sets) are read-only, and no rule can reach another's globals or
+ * upvalues.  Budgets are per call: instructions, and the growth of the
+ * state's memory while the call runs (plus a cap on the whole state).  A
+ * rule that errors or exceeds a budget produces a "rule_error" hit (orange,
+ * subject {rule, <id>}) and the other rules carry on.
  *
  * Usage from the pipeline (loop thread only):
  *
@@ -40,17 +42,20 @@
 typedef struct fw_rules fw_rules;
 
 typedef struct fw_rules_opts {
-    const char *dir;      /* rules directory */
-    const char *etc_dir;  /* dir holding calendar/ and lists/ (default "etc") */
-    fw_ledger *ledger;    /* reads for ctx (daemon/ledger.h) */
-    const fw_config *cfg; /* [rule.<id>] param overrides; may be NULL */
-    int run_tests;        /* run each rule's .test.lua before accepting it */
-    int64_t instr_budget; /* per call; default 1,000,000 instructions */
-    size_t mem_budget;    /* per rule state bytes; default 32 MiB */
+    const char *dir;         /* rules directory */
+    const char *etc_dir;     /* dir holding calendar/ and lists/ (default "etc") */
+    fw_ledger *ledger;       /* reads for ctx (daemon/ledger.h) */
+    const fw_config *cfg;    /* [rule.<id>] param overrides; may be NULL */
+    int run_tests;           /* run each rule's .test.lua before accepting it */
+    int64_t instr_budget;    /* per call; default 1,000,000 instructions */
+    size_t mem_budget;       /* per call: growth of the state's bytes; default 32 MiB */
+    size_t state_mem_budget; /* the shared state's bytes; default 4 x mem_budget */
+    int no_history_cache;    /* answer ctx.history by SQL only (no daemon/voucher_cache) */
 } fw_rules_opts;
 
 #define FW_RULES_DEFAULT_INSTR 1000000
 #define FW_RULES_DEFAULT_MEM ((size_t)32 << 20)
+#define FW_RULES_STATE_MEM_FACTOR 4
 
 /* Load every rules/<id>.lua of o->dir.  A broken file is logged, named in
  * err (problems joined by "; "), and skipped.  NULL only when the directory

@@ -174,6 +174,7 @@ static int feed_events(fw_rule *r, fw_ledger *lg, const json_t *events, fw_hit_l
                 return -1;
             }
             fw_memo_clear(r->memo);
+            fw_rule_eval_begin();
             fw_rule_tick(r, t, hits);
             continue;
         }
@@ -192,6 +193,7 @@ static int feed_events(fw_rule *r, fw_ledger *lg, const json_t *events, fw_hit_l
         if (ev.kind == FW_KIND_PAYROLL)
             fw_payroll_info_get(lg, &ev, &pi);
         fw_memo_clear(r->memo); /* as fw_rules_eval does */
+        fw_rule_eval_begin();
         fw_rule_eval(r, &ev, &pi, hits);
         fw_ledger_result res;
         memset(&res, 0, sizeof res);
@@ -222,7 +224,7 @@ static int run_case(const char *rule_path, fw_etc *etc, fw_store *st, fw_ledger 
         snprintf(why, whylen, "a case needs events = {...} and expect = {...}");
         return -1;
     }
-    fw_rule_env env = {etc, lg, NULL, 0, 0, 0};
+    fw_rule_env env = {NULL, etc, lg, NULL, 0, 0, 0};
     r = fw_rule_load(rule_path, &env, err, sizeof err);
     if (!r) {
         snprintf(why, whylen, "%s", err);
@@ -278,7 +280,7 @@ int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *p
     rule_id_of(rule_path, id, sizeof id);
 
     /* The rule must load by itself first (a rule without tests loads). */
-    fw_rule_env env = {etc, NULL, NULL, 0, 0, 0};
+    fw_rule_env env = {NULL, etc, NULL, NULL, 0, 0, 0};
     fw_rule *probe = fw_rule_load(rule_path, &env, err, errlen);
     if (!probe)
         return -1;
@@ -429,7 +431,7 @@ int fw_rules_cli_main(int argc, char **argv, const fw_config *cfg)
                 failed++;
             }
         } else {
-            fw_rule_env env = {etc, NULL, cfg, 0, 0, 0};
+            fw_rule_env env = {NULL, etc, NULL, cfg, 0, 0, 0};
             fw_rule *r = fw_rule_load(path, &env, err, sizeof err);
             if (r) {
                 ok++;

@@ -1,14 +1,25 @@
 /*
- * sandbox.c - one sandboxed lua_State for one rule (or one test file).
+ * sandbox.c - the sandboxed lua_State shared by the rules of one rule-set
+ * generation (or owned by one rule / one test file).
  *
- * Why a state per rule: a state is the unit Lua gives its own allocator, so
- * a per-state counting allocator is an exact per-rule memory budget; a rule
- * cannot reach another rule's tables, upvalues or string metatable; and a
- * reload swaps whole states, so an old and a new version never share
- * anything.  The cost is ~40 KiB per rule, which is nothing for a pack of
- * tens of rules.
+ * Why one state per generation: a call into a state per rule cost a fresh
+ * _ENV, ctx and event table per call, and the event was converted once per
+ * rule; with one state the event is converted once per evaluation and each
+ * rule keeps its environment and ctx between calls (lua/README.md, "Engine
+ * notes").  What keeps rules apart in the shared state:
+ *   - each rule has its own environment table E (reads fall through to the
+ *     sandbox globals); E is emptied after any call that wrote into it, so
+ *     no global outlives a call and no rule ever sees another's E;
+ *   - a rule's file-level locals are upvalues of its own closures, which no
+ *     other rule can reach (no debug library, no registry access);
+ *   - everything shared is read-only: the library tables, the string
+ *     metatable, ctx (per rule, a read-only proxy), ctx.list sets and the
+ *     event (see "the event" below);
+ *   - a reload builds a new generation in a new state, so an old and a new
+ *     version never share anything (a rule carried over keeps its old state
+ *     alive through the reference count).
  *
- * What a rule sees (its globals, via a per-call _ENV):
+ * What a rule sees (its globals, via its _ENV):
  *   base:   assert error ipairs next pairs pcall xpcall rawequal rawget
  *           rawlen select tonumber tostring type getmetatable setmetatable
  *           (no __gc: finalizers run with hooks off) _VERSION
@@ -18,14 +29,19 @@
  * No io, os, require, load, loadfile, dofile, collectgarbage, rawset, debug,
  * coroutine, print.  The library tables are read-only proxies, the string
  * metatable's __index is the sanitized string table and its __metatable is
- * false, and each call gets a fresh _ENV whose writes are dropped after it.
+ * false.
  *
  * Budgets (per call): a count hook every 1000 instructions; when the budget
  * is spent the hook re-arms itself with count 1 before raising, so a pcall
  * inside the rule cannot swallow it (the next instruction raises again).
- * Memory is counted by the allocator; growth past the cap fails (frees and
- * shrinks never do).  Either trip makes the call fail even if the rule
- * caught the error.
+ * Memory is counted by the allocator over the whole state: during a call
+ * the state may grow by at most call_limit bytes over what it held when the
+ * call began (net of what the collector frees meanwhile), and never past
+ * the state cap.  A refused allocation trips the call (even if the rule
+ * caught the error) unless Lua's emergency collection made room and the
+ * retried allocation succeeded.  Frees and shrinks never fail.  The
+ * trade-off: memory a rule keeps between calls (upvalue caches) is no
+ * longer charged to that rule; it only counts towards the state cap.
  *
  * The count hook only sees VM instructions, so work done in C is charged to
  * the same budget: every 64 bytes allocated cost one instruction (string
@@ -66,7 +82,10 @@ fw_sbx *fw_sbx_of(lua_State *L)
     return *(fw_sbx **)lua_getextraspace(L);
 }
 
-/* The counting allocator: the state's memory budget. */
+/* The counting allocator: the state cap, and the per-call growth cap.
+ * Lua retries a refused allocation once after an emergency collection,
+ * with the same arguments: when that retry succeeds, the refusal did not
+ * trip the call (garbage, possibly other rules', made the room). */
 static void *sbx_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     fw_sbx *s = ud;
@@ -77,13 +96,26 @@ static void *sbx_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     if (nsize > old) {
-        if (s->used + (nsize - old) > s->limit) {
+        size_t grow = nsize - old;
+        int retry = s->refused && s->refused_ptr == ptr && s->refused_osize == osize &&
+                    s->refused_nsize == nsize;
+        s->refused = 0;
+        if (s->used + grow > s->limit ||
+            (s->in_call && s->used + grow > s->call_base + s->call_limit)) {
+            if (!retry)
+                s->tripped_before = s->mem_tripped;
             s->mem_tripped = 1;
+            s->refused = 1;
+            s->refused_ptr = ptr;
+            s->refused_osize = osize;
+            s->refused_nsize = nsize;
             return NULL;
         }
+        if (retry)
+            s->mem_tripped = s->tripped_before;
         /* Bytes allocated cost instructions too: C functions and the VM's
          * concatenation copy whole strings in one "instruction". */
-        s->instr_used += (int64_t)((nsize - old) / ALLOC_BYTES_PER_INSTR);
+        s->instr_used += (int64_t)(grow / ALLOC_BYTES_PER_INSTR);
         if (s->instr_budget && s->instr_used > s->instr_budget) {
             s->instr_tripped = 1;
             return NULL;
@@ -202,15 +234,11 @@ static int ro_pairs(lua_State *L)
     return 3;
 }
 
-void fw_sbx_push_readonly(lua_State *L, int idx)
+void fw_sbx_readonly_nested(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
     luaL_checkstack(L, 6, "read-only table too deep");
-    if (lua_type(L, idx) != LUA_TTABLE) {
-        lua_pushvalue(L, idx);
-        return;
-    }
-    /* Nested tables become proxies first (in place: the table is ours). */
+    /* Nested tables become proxies (in place: the table is ours). */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -1) == LUA_TTABLE && !lua_getmetatable(L, -1)) {
@@ -223,6 +251,17 @@ void fw_sbx_push_readonly(lua_State *L, int idx)
         }
         lua_pop(L, 1);
     }
+}
+
+void fw_sbx_push_readonly(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 6, "read-only table too deep");
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        lua_pushvalue(L, idx);
+        return;
+    }
+    fw_sbx_readonly_nested(L, idx);
     lua_newtable(L); /* proxy */
     lua_createtable(L, 0, 5);
     lua_pushvalue(L, idx);
@@ -238,140 +277,65 @@ void fw_sbx_push_readonly(lua_State *L, int idx)
     lua_setmetatable(L, -2);
 }
 
-/* ---- the event as a lazily filled table ----
- *
- * Building the whole event table for every rule was most of a rule call's
- * cost, while a rule reads a few fields.  So v is a table T that fills
- * itself on first read of each field from the event's JSON body.  T holds,
- * under a light-userdata key no rule can make, a userdata U with a
- * reference to the body (released by U's finalizer, so a v kept past its
- * call still reads its own event); U's user value is the set of keys
- * already taken from the body (a field read, assigned or deleted by the
- * rule is never read from the body again).  T's metatable is shared by the
- * state.  Whatever looks at v raw (pairs, next, rawget, getmetatable,
- * setmetatable, the C code that walks tables) first fills T completely,
- * removes U and the metatable, so v behaves as the plain table it used to
- * be. */
-
-static const char lazy_key = 0; /* T[&lazy_key] = U */
-
-typedef struct lazy_body {
-    json_t *body;
-} lazy_body;
-
-static int lazy_body_gc(lua_State *L)
+int fw_sbx_push_real(lua_State *L, int idx)
 {
-    lazy_body *b = lua_touserdata(L, 1);
-    if (b && b->body) {
-        json_decref(b->body);
-        b->body = NULL;
-    }
-    return 0;
+    return ro_push_real(L, idx);
 }
 
-/* Whether the value at idx is a lazy event (T). */
-static int lazy_is(lua_State *L, int idx)
+/* ---- the event: one shared table, a fresh overlay per call ----
+ *
+ * The event body is converted once per evaluation (per state) into a table
+ * S whose nested tables are read-only proxies.  No rule ever gets S: each
+ * call gets an empty table T whose metatable (one per S) has __index = S,
+ * so reads are plain table lookups.  T behaves as the plain table it
+ * stands for: the first write, pairs(v), next, rawget, getmetatable,
+ * setmetatable, or any C code that walks T raw first copies S's fields
+ * into T and removes the metatable ("settling"); from then on T is the
+ * rule's own plain table.  So a rule's writes never reach S or another
+ * rule, and a v kept past its call keeps reading its own event (T keeps
+ * its metatable, which keeps S).  The metatable carries a private
+ * light-userdata key no rule can make, which marks T as unsettled. */
+
+static const char overlay_key = 0; /* overlay metatable[&overlay_key] = true */
+
+/* Whether the value at idx is an unsettled overlay (T). */
+static int overlay_is(lua_State *L, int idx)
 {
     if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
         return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, fw_sbx_of(L)->evmt_ref);
-    int lazy = lua_rawequal(L, -1, -2);
+    int is = lua_rawgetp(L, -1, &overlay_key) != LUA_TNIL;
     lua_pop(L, 2);
-    return lazy;
-}
-
-/* Push U's set of taken keys, creating it when absent (U at u). */
-static void lazy_push_taken(lua_State *L, int u)
-{
-    if (lua_getiuservalue(L, u, 1) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_createtable(L, 0, 8);
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, u, 1);
-    }
-}
-
-/* Mark the key at the top taken (taken set at t); leaves the key. */
-static void lazy_take(lua_State *L, int t)
-{
-    lua_pushvalue(L, -1);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, t);
+    return is;
 }
 
 void fw_lazy_settle(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
-    luaL_checkstack(L, 8, "event");
-    if (!lazy_is(L, idx))
+    luaL_checkstack(L, 6, "event");
+    if (!overlay_is(L, idx))
         return;
     int top = lua_gettop(L);
-    if (lua_rawgetp(L, idx, &lazy_key) == LUA_TUSERDATA) {
-        int u = top + 1;
-        lazy_push_taken(L, u);
-        int taken = u + 1;
-        const lazy_body *b = lua_touserdata(L, u);
-        const char *k;
-        json_t *v;
-        json_object_foreach(b->body, k, v)
-        {
-            if (json_is_null(v))
-                continue;
-            lua_pushstring(L, k);
-            lua_pushvalue(L, -1);
-            if (lua_rawget(L, taken) != LUA_TNIL) {
-                lua_pop(L, 2);
-                continue;
-            }
-            lua_pop(L, 1);
-            lazy_take(L, taken);
-            fw_push_json(L, v);
+    lua_getmetatable(L, idx);
+    lua_pushliteral(L, "__index");
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
+        int src = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, src)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
             lua_rawset(L, idx);
         }
     }
     lua_settop(L, top);
     lua_pushnil(L);
-    lua_rawsetp(L, idx, &lazy_key);
-    lua_pushnil(L);
     lua_setmetatable(L, idx);
 }
 
-/* __index(T, k): take k from the body once. */
-static int ev_index(lua_State *L)
-{
-    if (lua_type(L, 2) != LUA_TSTRING || lua_rawgetp(L, 1, &lazy_key) != LUA_TUSERDATA)
-        return 0;
-    lazy_push_taken(L, 3);
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, 4) != LUA_TNIL)
-        return 0; /* taken before, and deleted since */
-    lua_pop(L, 1);
-    size_t kl;
-    const char *k = lua_tolstring(L, 2, &kl);
-    const lazy_body *b = lua_touserdata(L, 3);
-    const json_t *v = json_object_getn(b->body, k, kl);
-    if (!v || json_is_null(v))
-        return 0;
-    lua_pushvalue(L, 2);
-    lazy_take(L, 4);
-    lua_pop(L, 1);
-    fw_push_json(L, v);
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, 1);
-    return 1;
-}
-
-/* __newindex(T, k, v): the rule's value wins over the body's from now on. */
+/* __newindex(T, k, v): T becomes the rule's own table, then takes v. */
 static int ev_newindex(lua_State *L)
 {
     lua_settop(L, 3);
-    if (lua_type(L, 2) == LUA_TSTRING && lua_rawgetp(L, 1, &lazy_key) == LUA_TUSERDATA) {
-        lazy_push_taken(L, 4);
-        lua_pushvalue(L, 2);
-        lazy_take(L, 5);
-    }
-    lua_settop(L, 3);
+    fw_lazy_settle(L, 1);
     lua_rawset(L, 1);
     return 0;
 }
@@ -394,18 +358,25 @@ static int ev_pairs(lua_State *L)
     return 3;
 }
 
-void fw_push_lazy_event(lua_State *L, json_t *body)
+void fw_sbx_push_overlay_mt(lua_State *L, int src)
 {
-    fw_sbx *s = fw_sbx_of(L);
-    luaL_checkstack(L, 4, "event");
-    lua_createtable(L, 0, 8); /* T: room for U and the fields a rule usually reads */
-    lazy_body *b = lua_newuserdatauv(L, sizeof *b, 1);
-    b->body = NULL;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazymt_ref);
-    lua_setmetatable(L, -2);
-    b->body = json_incref(body);
-    lua_rawsetp(L, -2, &lazy_key);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->evmt_ref);
+    src = lua_absindex(L, src);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, src);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ev_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, ev_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, -2, &overlay_key);
+}
+
+void fw_sbx_push_overlay(lua_State *L, int mt)
+{
+    mt = lua_absindex(L, mt);
+    lua_createtable(L, 0, 0);
+    lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
 }
 
@@ -684,20 +655,6 @@ static int sbx_setup(lua_State *L)
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     s->envmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_createtable(L, 0, 2); /* metatable of the lazy events' body holders */
-    lua_pushcfunction(L, lazy_body_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    s->lazymt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_createtable(L, 0, 3); /* metatable of the lazy events */
-    lua_pushcfunction(L, ev_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ev_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, ev_pairs);
-    lua_setfield(L, -2, "__pairs");
-    s->evmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -709,12 +666,26 @@ void fw_sbx_push_env(lua_State *L)
     lua_setmetatable(L, -2);
 }
 
+void fw_sbx_clear_env(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, idx);
+    }
+}
+
 int fw_sbx_open(fw_sbx *s, size_t mem_limit, int64_t instr_budget, void *owner)
 {
     memset(s, 0, sizeof *s);
     s->limit = mem_limit;
+    s->call_limit = mem_limit;
     s->instr_budget = instr_budget;
     s->owner = owner;
+    s->eval_ref = LUA_NOREF;
     s->L = lua_newstate(sbx_alloc, s);
     if (!s->L)
         return -1;
@@ -739,6 +710,35 @@ void fw_sbx_close(fw_sbx *s)
     s->keep = NULL;
 }
 
+fw_sbx *fw_sbx_new(size_t call_limit, size_t state_limit, int64_t instr_budget)
+{
+    fw_sbx *s = malloc(sizeof *s);
+    if (!s)
+        return NULL;
+    if (fw_sbx_open(s, state_limit, instr_budget, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->call_limit = call_limit;
+    s->refs = 1;
+    return s;
+}
+
+fw_sbx *fw_sbx_ref(fw_sbx *s)
+{
+    if (s)
+        s->refs++;
+    return s;
+}
+
+void fw_sbx_unref(fw_sbx *s)
+{
+    if (!s || --s->refs > 0)
+        return;
+    fw_sbx_close(s);
+    free(s);
+}
+
 int fw_sbx_call(fw_sbx *s, lua_CFunction f, void *ud, char *err, int errlen)
 {
     lua_State *L = s->L;
@@ -746,12 +746,16 @@ int fw_sbx_call(fw_sbx *s, lua_CFunction f, void *ud, char *err, int errlen)
     s->instr_used = 0;
     s->instr_tripped = 0;
     s->mem_tripped = 0;
+    s->refused = 0;
+    s->call_base = s->used;
+    s->in_call = 1;
     s->hook_step = HOOK_EVERY;
     lua_sethook(L, sbx_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_pushcfunction(L, f);
     lua_pushlightuserdata(L, ud);
     int rc = lua_pcall(L, 1, 0, 0);
     lua_sethook(L, NULL, 0, 0);
+    s->in_call = 0;
     int failed = rc != LUA_OK || s->instr_tripped || s->mem_tripped;
     if (failed && err && errlen > 0) {
         if (s->instr_tripped)

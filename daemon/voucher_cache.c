@@ -1,0 +1,509 @@
+/*
+ * voucher_cache.c - see voucher_cache.h.
+ *
+ * Layout: entries (one per voucher row, by rowid through an open-addressing
+ * map), pairs (one per (unit_code, payee_account), through a second map)
+ * each holding its entries' indexes sorted by (created_at, rowid), so a
+ * query is a binary search for `since` and a walk to `until`.  Strings
+ * (pair keys, voucher numbers) live in one growing arena, addressed by
+ * offset; an entry rewritten with a new voucher number leaves its old bytes
+ * behind until the next load.
+ */
+#include "daemon/voucher_cache.h"
+#include "daemon/ledger_internal.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "daemon/log.h"
+
+#define PENDING_MAX 200000 /* more rows written than this: reload instead */
+
+typedef struct vc_entry {
+    int64_t rowid, created_at, amount;
+    uint32_t pair;
+    uint32_t vno_off, vno_len;
+    int spend, live;
+} vc_entry;
+
+typedef struct vc_pair {
+    uint32_t key_off, key_len; /* "unit\0payee" */
+    uint32_t *ids;             /* entry indexes, sorted by (created_at, rowid) */
+    uint32_t n, cap;
+} vc_pair;
+
+struct fw_vcache {
+    fw_ledger *l;
+    sqlite3 *db;
+    vc_entry *ents;
+    size_t nents, capents;
+    uint32_t *rowmap; /* entry index + 1, 0 = empty; cap a power of two */
+    size_t rowcap;
+    vc_pair *pairs;
+    size_t npairs, cappairs;
+    uint32_t *pairmap; /* pair index + 1 */
+    size_t paircap;
+    char *arena;
+    size_t alen, acap;
+    int64_t *pending;
+    size_t npending, cappending;
+    long txn_writes;  /* voucher rows written since the connection was last
+                         seen outside a transaction */
+    uint64_t txn_seq; /* + 1 each time a statement starts outside a transaction */
+    uint64_t dv_txn;  /* txn_seq when data_version was last checked */
+    int loaded;       /* the maps reflect the table (plus pending) */
+    int invalid;      /* a rollback or another connection: reload before use */
+    int64_t data_version;
+    long loads;
+};
+
+static fw_vcache *attached[8]; /* caches by connection, to refuse a second one */
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        abort();
+    return q;
+}
+
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static uint64_t hash_int(int64_t v)
+{
+    uint64_t x = (uint64_t)v;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint32_t arena_add(fw_vcache *c, const char *p, size_t n)
+{
+    if (c->alen + n > c->acap) {
+        size_t cap = c->acap ? c->acap : 1 << 16;
+        while (cap < c->alen + n)
+            cap *= 2;
+        c->arena = xrealloc(c->arena, cap);
+        c->acap = cap;
+    }
+    memcpy(c->arena + c->alen, p, n);
+    uint32_t off = (uint32_t)c->alen;
+    c->alen += n;
+    return off;
+}
+
+static void clear_all(fw_vcache *c)
+{
+    for (size_t i = 0; i < c->npairs; i++)
+        free(c->pairs[i].ids);
+    c->npairs = 0;
+    c->nents = 0;
+    c->alen = 0;
+    if (c->rowmap)
+        memset(c->rowmap, 0, c->rowcap * sizeof *c->rowmap);
+    if (c->pairmap)
+        memset(c->pairmap, 0, c->paircap * sizeof *c->pairmap);
+    c->loaded = 0;
+}
+
+/* ---- the rowid map ---- */
+
+static uint32_t *row_slot(fw_vcache *c, int64_t rowid)
+{
+    size_t mask = c->rowcap - 1;
+    for (size_t i = hash_int(rowid) & mask;; i = (i + 1) & mask)
+        if (!c->rowmap[i] || c->ents[c->rowmap[i] - 1].rowid == rowid)
+            return &c->rowmap[i];
+}
+
+static void row_grow(fw_vcache *c)
+{
+    size_t cap = c->rowcap ? c->rowcap * 2 : 1024;
+    free(c->rowmap);
+    c->rowmap = calloc(cap, sizeof *c->rowmap);
+    if (!c->rowmap)
+        abort();
+    c->rowcap = cap;
+    for (size_t e = 0; e < c->nents; e++)
+        *row_slot(c, c->ents[e].rowid) = (uint32_t)e + 1;
+}
+
+/* ---- the pair map ---- */
+
+static uint32_t *pair_slot(fw_vcache *c, const char *key, size_t klen, uint64_t h)
+{
+    size_t mask = c->paircap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        if (!c->pairmap[i])
+            return &c->pairmap[i];
+        const vc_pair *p = &c->pairs[c->pairmap[i] - 1];
+        if (p->key_len == klen && memcmp(c->arena + p->key_off, key, klen) == 0)
+            return &c->pairmap[i];
+    }
+}
+
+static void pair_grow(fw_vcache *c)
+{
+    size_t cap = c->paircap ? c->paircap * 2 : 1024;
+    free(c->pairmap);
+    c->pairmap = calloc(cap, sizeof *c->pairmap);
+    if (!c->pairmap)
+        abort();
+    c->paircap = cap;
+    for (size_t i = 0; i < c->npairs; i++) {
+        const vc_pair *p = &c->pairs[i];
+        const char *k = c->arena + p->key_off;
+        *pair_slot(c, k, p->key_len, hash_bytes(k, p->key_len)) = (uint32_t)i + 1;
+    }
+}
+
+/* "unit\0payee" into buf (NULL when too long for it). */
+static size_t pair_key(char *buf, size_t n, const char *unit, const char *payee)
+{
+    size_t ul = strlen(unit), pl = strlen(payee);
+    if (ul + pl + 1 > n)
+        return 0;
+    memcpy(buf, unit, ul);
+    buf[ul] = '\0';
+    memcpy(buf + ul + 1, payee, pl);
+    return ul + 1 + pl;
+}
+
+/* Index of the pair, or -1 when absent and !create. */
+static long pair_find(fw_vcache *c, const char *key, size_t klen, int create)
+{
+    if (!c->paircap) {
+        if (!create)
+            return -1;
+        pair_grow(c);
+    }
+    uint64_t h = hash_bytes(key, klen);
+    uint32_t *slot = pair_slot(c, key, klen, h);
+    if (*slot)
+        return (long)*slot - 1;
+    if (!create)
+        return -1;
+    if (c->npairs == c->cappairs) {
+        c->cappairs = c->cappairs ? c->cappairs * 2 : 1024;
+        c->pairs = xrealloc(c->pairs, c->cappairs * sizeof *c->pairs);
+    }
+    vc_pair *p = &c->pairs[c->npairs];
+    memset(p, 0, sizeof *p);
+    p->key_off = arena_add(c, key, klen);
+    p->key_len = (uint32_t)klen;
+    *slot = (uint32_t)++c->npairs;
+    if (c->npairs * 2 > c->paircap)
+        pair_grow(c);
+    return (long)c->npairs - 1;
+}
+
+static int ent_before(const vc_entry *a, const vc_entry *b)
+{
+    return a->created_at < b->created_at || (a->created_at == b->created_at && a->rowid < b->rowid);
+}
+
+static void pair_insert(fw_vcache *c, vc_pair *p, uint32_t e)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 2;
+        p->ids = xrealloc(p->ids, p->cap * sizeof *p->ids);
+    }
+    uint32_t i = p->n; /* usually the newest: appended */
+    while (i > 0 && ent_before(&c->ents[e], &c->ents[p->ids[i - 1]]))
+        i--;
+    memmove(p->ids + i + 1, p->ids + i, (p->n - i) * sizeof *p->ids);
+    p->ids[i] = e;
+    p->n++;
+}
+
+static void pair_remove(vc_pair *p, uint32_t e)
+{
+    for (uint32_t i = 0; i < p->n; i++)
+        if (p->ids[i] == e) {
+            memmove(p->ids + i, p->ids + i + 1, (p->n - i - 1) * sizeof *p->ids);
+            p->n--;
+            return;
+        }
+}
+
+/* The row as SQLite has it now (columns: n, unit_code, payee_account,
+ * created_at, amount, spend, voucher_no). */
+static void put_row(fw_vcache *c, sqlite3_stmt *s)
+{
+    int64_t rowid = sqlite3_column_int64(s, 0);
+    char key[512];
+    size_t klen = pair_key(key, sizeof key, fw_col_text(s, 1), fw_col_text(s, 2));
+    if (!klen) { /* never in practice: such a row makes the cache unusable */
+        c->invalid = 1;
+        return;
+    }
+    if ((c->nents + 1) * 2 > c->rowcap)
+        row_grow(c);
+    uint32_t *slot = row_slot(c, rowid);
+    uint32_t e;
+    if (*slot) {
+        e = *slot - 1;
+        if (c->ents[e].live)
+            pair_remove(&c->pairs[c->ents[e].pair], e);
+    } else {
+        if (c->nents == c->capents) {
+            c->capents = c->capents ? c->capents * 2 : 4096;
+            c->ents = xrealloc(c->ents, c->capents * sizeof *c->ents);
+        }
+        e = (uint32_t)c->nents++;
+        memset(&c->ents[e], 0, sizeof c->ents[e]); /* the array is reused after a clear */
+        *slot = e + 1;
+    }
+    vc_entry *x = &c->ents[e];
+    x->rowid = rowid;
+    x->created_at = sqlite3_column_int64(s, 3);
+    x->amount = sqlite3_column_int64(s, 4);
+    x->spend = sqlite3_column_int(s, 5) != 0;
+    const char *vno = fw_col_text(s, 6);
+    size_t vl = strlen(vno);
+    if (!(x->live && x->vno_len == vl && memcmp(c->arena + x->vno_off, vno, vl) == 0)) {
+        x->vno_off = arena_add(c, vno, vl);
+        x->vno_len = (uint32_t)vl;
+    }
+    x->pair = (uint32_t)pair_find(c, key, klen, 1);
+    x->live = 1;
+    pair_insert(c, &c->pairs[x->pair], e);
+}
+
+static void drop_row(fw_vcache *c, int64_t rowid)
+{
+    if (!c->rowcap)
+        return;
+    uint32_t *slot = row_slot(c, rowid);
+    if (!*slot)
+        return;
+    vc_entry *x = &c->ents[*slot - 1];
+    if (x->live)
+        pair_remove(&c->pairs[x->pair], *slot - 1);
+    x->live = 0; /* the slot stays: the rowid may come back */
+}
+
+static int64_t data_version(fw_vcache *c)
+{
+    sqlite3_stmt *s = fw_store_stmt(c->l->st, "PRAGMA data_version");
+    int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    fw_store_done(s);
+    return v;
+}
+
+static int load(fw_vcache *c)
+{
+    clear_all(c);
+    c->npending = 0;
+    c->invalid = 0;
+    c->data_version = data_version(c);
+    c->dv_txn = c->txn_seq;
+    sqlite3_stmt *s = fw_store_stmt(c->l->st, "SELECT n, unit_code, payee_account, created_at,"
+                                              " amount, spend, voucher_no FROM vouchers");
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        put_row(c, s);
+    fw_store_done(s);
+    if (rc != SQLITE_DONE || c->invalid) {
+        FW_ERROR("ledger.vcache_load", "rc=%d", rc);
+        clear_all(c);
+        c->invalid = 1;
+        return -1;
+    }
+    c->loaded = 1;
+    c->loads++;
+    return 0;
+}
+
+/* Bring the cache up to what the connection sees. */
+static int sync_cache(fw_vcache *c)
+{
+    /* Another connection's commit is visible outside a transaction at any
+     * time, inside one only at its start (its snapshot then stays): check
+     * once per transaction. */
+    int check_dv = sqlite3_get_autocommit(c->db) || c->dv_txn != c->txn_seq;
+    if (c->invalid || !c->loaded || c->npending > PENDING_MAX ||
+        (check_dv && data_version(c) != c->data_version))
+        return load(c);
+    c->dv_txn = c->txn_seq;
+    if (!c->npending)
+        return 0;
+    sqlite3_stmt *s = fw_store_stmt(c->l->st, "SELECT n, unit_code, payee_account, created_at,"
+                                              " amount, spend, voucher_no FROM vouchers"
+                                              " WHERE n = ?1");
+    for (size_t i = 0; i < c->npending; i++) {
+        sqlite3_bind_int64(s, 1, c->pending[i]);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            put_row(c, s);
+        else if (rc == SQLITE_DONE)
+            drop_row(c, c->pending[i]);
+        fw_store_done(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            c->invalid = 1;
+            return -1;
+        }
+    }
+    c->npending = 0;
+    return c->invalid ? load(c) : 0;
+}
+
+/* ---- hooks ---- */
+
+static void on_update(void *ud, int op, const char *dbname, const char *table, sqlite3_int64 rowid)
+{
+    (void)op;
+    fw_vcache *c = ud;
+    if (strcmp(table, "vouchers") != 0 || strcmp(dbname, "main") != 0)
+        return;
+    c->txn_writes++;
+    if (c->npending == c->cappending) {
+        if (c->npending > PENDING_MAX) {
+            c->invalid = 1; /* a reload is cheaper than re-reading them all */
+            return;
+        }
+        c->cappending = c->cappending ? c->cappending * 2 : 64;
+        c->pending = xrealloc(c->pending, c->cappending * sizeof *c->pending);
+    }
+    c->pending[c->npending++] = rowid;
+}
+
+/* A rollback (explicit or automatic) of a transaction that wrote vouchers
+ * invalidates the cache.  One that wrote none (the readiness probe's
+ * BEGIN; ROLLBACK) undoes nothing the cache holds. */
+static void on_rollback(void *ud)
+{
+    fw_vcache *c = ud;
+    if (c->txn_writes)
+        c->invalid = 1;
+}
+
+/* Statement start.  Outside a transaction every earlier write is settled
+ * (committed, or rolled back and seen here), so the count restarts.  A
+ * ROLLBACK, also "ROLLBACK TO <savepoint>" which the rollback hook does not
+ * see, after voucher writes invalidates the cache. */
+static int on_trace(unsigned type, void *ud, void *p, void *x)
+{
+    (void)p;
+    fw_vcache *c = ud;
+    if (type != SQLITE_TRACE_STMT || !x)
+        return 0;
+    if (sqlite3_get_autocommit(c->db)) {
+        c->txn_writes = 0;
+        c->txn_seq++;
+    }
+    const char *sql = x;
+    while (isspace((unsigned char)*sql))
+        sql++;
+    if (c->txn_writes && strncasecmp(sql, "ROLLBACK", 8) == 0)
+        c->invalid = 1;
+    return 0;
+}
+
+fw_vcache *fw_vcache_new(fw_ledger *l)
+{
+    sqlite3 *db = fw_store_db(l->st);
+    size_t slot = sizeof attached / sizeof attached[0];
+    for (size_t i = 0; i < sizeof attached / sizeof attached[0]; i++) {
+        if (attached[i] && attached[i]->db == db)
+            return NULL;
+        if (!attached[i] && slot == sizeof attached / sizeof attached[0])
+            slot = i;
+    }
+    if (slot == sizeof attached / sizeof attached[0])
+        return NULL;
+    fw_vcache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->l = l;
+    c->db = db;
+    attached[slot] = c;
+    sqlite3_update_hook(db, on_update, c);
+    sqlite3_rollback_hook(db, on_rollback, c);
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, on_trace, c);
+    if (load(c) != 0) {
+        fw_vcache_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void fw_vcache_free(fw_vcache *c)
+{
+    if (!c)
+        return;
+    sqlite3_update_hook(c->db, NULL, NULL);
+    sqlite3_rollback_hook(c->db, NULL, NULL);
+    sqlite3_trace_v2(c->db, 0, NULL, NULL);
+    for (size_t i = 0; i < sizeof attached / sizeof attached[0]; i++)
+        if (attached[i] == c)
+            attached[i] = NULL;
+    clear_all(c);
+    free(c->ents);
+    free(c->rowmap);
+    free(c->pairs);
+    free(c->pairmap);
+    free(c->arena);
+    free(c->pending);
+    free(c);
+}
+
+long fw_vcache_loads(const fw_vcache *c)
+{
+    return c ? c->loads : 0;
+}
+
+int fw_vcache_history(fw_vcache *c, const fw_history_query *q, fw_history_result *r)
+{
+    if (!c || q->state || !q->unit_code || !q->payee_account || q->indicator_id || q->econ_class ||
+        q->econ_classes || q->settle_method || q->payee_type)
+        return 0;
+    if (sync_cache(c) != 0)
+        return -1;
+    r->count = r->total = 0;
+    char key[512];
+    size_t klen = pair_key(key, sizeof key, q->unit_code, q->payee_account);
+    if (!klen)
+        return 0;
+    long pi = pair_find(c, key, klen, 0);
+    if (pi < 0)
+        return 1;
+    const vc_pair *p = &c->pairs[pi];
+    /* The SQL path's bounds: 0 means "no bound" for since and until. */
+    int64_t since = q->since ? q->since : INT64_MIN;
+    int64_t until = q->until ? q->until : INT64_MAX;
+    uint32_t lo = 0, hi = p->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (c->ents[p->ids[mid]].created_at < since)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t exl = q->exclude_voucher ? strlen(q->exclude_voucher) : 0;
+    for (uint32_t i = lo; i < p->n; i++) {
+        const vc_entry *x = &c->ents[p->ids[i]];
+        if (x->created_at > until)
+            break;
+        if (!x->spend || (q->has_amount && x->amount != q->amount) ||
+            (q->amount_below > 0 && x->amount >= q->amount_below))
+            continue;
+        if (q->exclude_voucher && x->vno_len == exl &&
+            memcmp(c->arena + x->vno_off, q->exclude_voucher, exl) == 0)
+            continue;
+        r->count++;
+        r->total += x->amount;
+    }
+    return 1;
+}

@@ -37,13 +37,14 @@ return {
     -- One search per word over both texts: list words never hold a NUL
     -- byte (etc/lists lines), so none can match across the separator.
     local text = purpose .. "\0" .. payee
-    local found = {}
+    local found, contains = nil, ctx.contains
     for _, w in ipairs(sorted_list(ctx, ctx.params.words_list)) do
-      if ctx.contains(text, w) then
+      if contains(text, w) then
+        found = found or {}
         found[#found + 1] = w
       end
     end
-    if #found == 0 then
+    if found == nil then
       return nil
     end
     return {

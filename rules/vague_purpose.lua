@@ -60,6 +60,52 @@ local function sorted_list(ctx, name)
   return words
 end
 
+-- Removing punctuation and words never creates characters, and on valid
+-- UTF-8 every removal takes whole characters.  So the purpose can only end
+-- up empty if each of its characters is ASCII white space or punctuation or
+-- occurs in PUNCT or in a word of the list: a purpose with any other
+-- character (almost every real one) is decided without the removals.
+-- alphabets[list name] = set of code points, or false when a word is not
+-- valid UTF-8 (then the removals always run).
+local function add_chars(a, list)
+  for _, w in ipairs(list) do
+    if not a or not utf8.len(w) then
+      return false
+    end
+    for _, c in utf8.codes(w) do a[c] = true end
+  end
+  return a
+end
+
+local alphabets = {}
+local function alphabet(ctx, name)
+  local a = alphabets[name]
+  if a == nil then
+    a = add_chars(add_chars({}, PUNCT), sorted_list(ctx, name))
+    alphabets[name] = a
+  end
+  return a
+end
+
+local function is_ascii_space_punct(c)
+  return (c >= 9 and c <= 13) or (c >= 32 and c <= 47) or (c >= 58 and c <= 64)
+    or (c >= 91 and c <= 96) or (c >= 123 and c <= 126)
+end
+
+-- Whether s may consist only of removable characters (see above).
+local function may_be_generic(ctx, s)
+  local a = alphabet(ctx, ctx.params.words_list)
+  if not a or not utf8.len(s) then
+    return true
+  end
+  for _, c in utf8.codes(s) do
+    if not a[c] and not is_ascii_space_punct(c) then
+      return false
+    end
+  end
+  return true
+end
+
 return {
   id = "vague_purpose",
   name = "支付摘要不规范",
@@ -82,6 +128,9 @@ return {
     end
     if #s > 200 then
       return nil -- a long text is not "only a generic word"
+    end
+    if not may_be_generic(ctx, s) then
+      return nil
     end
     local rest = drop_ascii_punct(s)
     for _, p in ipairs(PUNCT) do rest = remove_plain(rest, p) end

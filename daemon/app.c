@@ -35,7 +35,14 @@ extern natsStatus natsLibevent_Init(void);
 typedef struct pending_pub {
     char *subject, *data, *error, *orig_subject;
     int len;
+    uint64_t ticket; /* the commit it waits for; 0 while its batch is open */
 } pending_pub;
+
+/* A stream message's ack, waiting for its batch to be durable. */
+typedef struct pending_ack {
+    uint64_t ticket;
+    char *reply;
+} pending_ack;
 
 struct fw_app {
     fw_config *cfg;
@@ -57,6 +64,13 @@ struct fw_app {
     uint64_t committed_seq;
     pending_pub *dlq_pubs;
     int ndlq, capdlq;
+    /* Acks in commit order (a ring), released by release_durable. */
+    pending_ack *acks;
+    size_t ack_head, nacks, capacks;
+    int flush_due;      /* committed alerts/SMS not yet flushed/kicked */
+    double flush_since; /* when flush_due was set */
+    int intake_held;    /* we asked the intake to hold stream messages */
+    struct event *ev_synced;
     char rules_sig[65];
 
     /* offline mode */
@@ -65,7 +79,7 @@ struct fw_app {
     int64_t alerts_created;
 
     fw_metric *m_in[FW_KIND__COUNT];
-    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat;
+    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat, *m_hold;
 };
 
 static const double k_batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
@@ -96,6 +110,11 @@ static void init_metrics(fw_app *a)
                                      NULL, k_batch_bounds, 11);
     a->m_commit = fw_metric_histogram("fundwatch_commit_seconds", "Batch commit latency", NULL,
                                       k_lat_bounds, 11);
+    a->m_hold = fw_metric_histogram(
+        "fundwatch_loop_hold_seconds",
+        "Per batch, the longest stretch the loop could not answer a check (a message, or the "
+        "commit and acks)",
+        NULL, k_lat_bounds, 11);
     a->m_check = fw_metric_counter("fundwatch_checks_total", "Pre-payment checks answered", NULL);
     a->m_check_lat = fw_metric_histogram("fundwatch_check_seconds", "Pre-payment check latency",
                                          NULL, k_lat_bounds, 11);
@@ -176,14 +195,20 @@ static int record_dlq(fw_app *a, const char *subject, const char *data, int len,
     p->len = len;
     p->error = strdup(err);
     p->orig_subject = strdup(subject);
+    p->ticket = 0;
     return 0;
 }
 
-static void publish_dlq(fw_app *a)
+/* Publish the DLQ copies of durable batches (ticket <= durable): published
+ * earlier, a power loss would redeliver the message and publish it twice. */
+static void publish_dlq(fw_app *a, uint64_t durable)
 {
     static const char *const keys[2] = {"Fundwatch-Error", "Fundwatch-Subject"};
-    for (int i = 0; i < a->ndlq; i++) {
+    int i = 0;
+    for (; i < a->ndlq; i++) {
         pending_pub *p = &a->dlq_pubs[i];
+        if (p->ticket == 0 || p->ticket > durable)
+            break;
         const char *vals[2] = {p->error, p->orig_subject};
         fw_intake_publish(a->intake, p->subject, p->data, p->len, keys, vals, 2);
         free(p->subject);
@@ -191,7 +216,10 @@ static void publish_dlq(fw_app *a)
         free(p->error);
         free(p->orig_subject);
     }
-    a->ndlq = 0;
+    if (i == 0)
+        return;
+    memmove(a->dlq_pubs, a->dlq_pubs + i, (size_t)(a->ndlq - i) * sizeof *a->dlq_pubs);
+    a->ndlq -= i;
 }
 
 static int raise_hits(fw_app *a)
@@ -415,7 +443,16 @@ void fw_app_close(fw_app *a)
         fw_ledger_free(a->ledger);
     if (a->store)
         fw_store_close(a->store);
+    for (int i = 0; i < a->ndlq; i++) {
+        free(a->dlq_pubs[i].subject);
+        free(a->dlq_pubs[i].data);
+        free(a->dlq_pubs[i].error);
+        free(a->dlq_pubs[i].orig_subject);
+    }
     free(a->dlq_pubs);
+    for (size_t i = 0; i < a->nacks; i++)
+        free(a->acks[(a->ack_head + i) % a->capacks].reply);
+    free(a->acks);
     free(a);
 }
 
@@ -440,6 +477,89 @@ static void answer_check_cb(void *ud, const fw_intake_msg *m)
     answer_check(ud, m);
 }
 
+static void push_ack(fw_app *a, uint64_t ticket, char *reply)
+{
+    if (a->nacks == a->capacks) {
+        size_t cap = a->capacks ? a->capacks * 2 : 1024;
+        pending_ack *acks = malloc(cap * sizeof *acks);
+        if (!acks)
+            abort();
+        for (size_t i = 0; i < a->nacks; i++)
+            acks[i] = a->acks[(a->ack_head + i) % a->capacks];
+        free(a->acks);
+        a->acks = acks;
+        a->ack_head = 0;
+        a->capacks = cap;
+    }
+    a->acks[(a->ack_head + a->nacks) % a->capacks] = (pending_ack){ticket, reply};
+    a->nacks++;
+}
+
+/* Batches stop coming while held (checks are still answered). */
+static void hold_intake(fw_app *a, int hold)
+{
+    if (a->intake_held != hold && a->intake) {
+        a->intake_held = hold;
+        fw_intake_hold(a->intake, hold);
+    }
+}
+
+/* Everything that waits for a batch to be durable, in commit order: acks
+ * (JetStream may forget an acked message), then DLQ copies.  When every
+ * commit is durable (nothing in flight): publish the alert notices and kick
+ * the SMS sender - they read their outbox tables, which may hold rows of
+ * later batches, so they wait for a moment when all of them are durable
+ * (a notice of an alert that a power loss then erases would be sent again,
+ * with another id, when the message is redelivered; an SMS twice) - and
+ * take a checkpoint step when one is due. */
+static void release_durable(fw_app *a)
+{
+    fw_store *st = a->store;
+    uint64_t durable = fw_store_durable(st);
+    while (a->nacks && a->acks[a->ack_head].ticket <= durable) {
+        pending_ack *p = &a->acks[a->ack_head];
+        fw_intake_ack_reply(a->intake, p->reply);
+        free(p->reply);
+        a->ack_head = (a->ack_head + 1) % a->capacks;
+        a->nacks--;
+    }
+    publish_dlq(a, durable);
+    if (durable != fw_store_committed(st) || fw_store_in_txn(st))
+        return;
+    if (a->flush_due) {
+        a->flush_due = 0;
+        fw_alerts_flush(a->alerts);
+        fw_sms_kick(a->sms);
+    }
+    if (fw_store_checkpoint_step(st) < 0) {
+        a->exit_code = 1;
+        event_base_loopbreak(a->base);
+        return;
+    }
+    hold_intake(a, fw_store_write_held(st));
+}
+
+/* The sync thread finished an fdatasync (deferred mode). */
+static void on_synced(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fw_app *a = arg;
+    if (fw_store_sync_poll(a->store) != 0) {
+        /* The disk refused: nothing more can be acked.  Stop; the unacked
+         * messages are redelivered after a restart. */
+        FW_ERROR("store.sync_failed", "action=exit");
+        a->exit_code = 1;
+        event_base_loopbreak(a->base);
+        return;
+    }
+    release_durable(a);
+}
+
+/* Alert notices wait at most this long for a moment when every commit is
+ * durable; under a steady backlog there is none, so the intake is held for
+ * one fdatasync. */
+static const double k_flush_max_wait = 0.05;
+
 static void on_messages(void *ud, fw_intake_msg **msgs, int n)
 {
     fw_app *a = ud;
@@ -448,6 +568,7 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
             answer_check(a, msgs[i]);
         return;
     }
+    double mark = now_seconds(), hold = 0;
     if (fw_store_begin(a->store) != 0)
         goto fatal;
     int applied = 0;
@@ -458,26 +579,47 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
                             NULL) < 0)
             goto fatal;
         applied++;
+        double t = now_seconds();
+        if (t - mark > hold)
+            hold = t - mark;
         /* A pre-payment check must not wait for the whole batch: answer
          * the ones that came in meanwhile.  They read the state as of the
          * messages applied so far in this batch (same connection), which
          * is the current state: those messages are received and are about
          * to commit. */
         fw_intake_serve_checks(a->intake, answer_check_cb, a, 2);
+        mark = now_seconds();
     }
+    /* In deferred mode the COMMIT writes the WAL without fsync; the acks
+     * wait for the sync thread (release_durable). */
     double t0 = now_seconds();
-    if (fw_store_commit(a->store) != 0)
+    uint64_t ticket;
+    if (fw_store_commit_deferred(a->store, &ticket) != 0)
         goto fatal;
-    fw_metric_observe(a->m_commit, now_seconds() - t0);
+    double t1 = now_seconds();
+    fw_metric_observe(a->m_commit, t1 - t0);
     fw_metric_observe(a->m_batch, applied);
     for (int i = 0; i < n; i++) {
         if (msgs[i]->stream_seq > a->committed_seq)
             a->committed_seq = msgs[i]->stream_seq;
-        fw_intake_ack(a->intake, msgs[i]);
+        /* Even a message committed earlier (a redelivery) waits for this
+         * ticket: its commit may be one still in flight. */
+        push_ack(a, ticket, msgs[i]->reply);
+        msgs[i]->reply = NULL;
     }
-    publish_dlq(a);
-    fw_alerts_flush(a->alerts);
-    fw_sms_kick(a->sms);
+    for (int i = a->ndlq - 1; i >= 0 && a->dlq_pubs[i].ticket == 0; i--)
+        a->dlq_pubs[i].ticket = ticket;
+    if (applied && !a->flush_due) {
+        a->flush_due = 1;
+        a->flush_since = t1;
+    }
+    release_durable(a); /* full / normal: durable now, acked at once */
+    if (fw_store_durable(a->store) < fw_store_committed(a->store) &&
+        (fw_store_checkpoint_due(a->store) ||
+         (a->flush_due && t1 - a->flush_since > k_flush_max_wait)))
+        hold_intake(a, 1); /* until release_durable finds nothing in flight */
+    double t = now_seconds();
+    fw_metric_observe(a->m_hold, t - mark > hold ? t - mark : hold);
     return;
 fatal:
     /* The store refused a write (disk full, I/O error): nothing of this batch
@@ -714,8 +856,11 @@ static void on_alerts_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     fw_app *a = arg;
     fw_alerts_tick(a->alerts, fw_clock_now());
-    fw_alerts_flush(a->alerts);
-    fw_sms_kick(a->sms);
+    /* With batches in flight (not durable yet) release_durable flushes. */
+    if (fw_store_durable(a->store) == fw_store_committed(a->store)) {
+        fw_alerts_flush(a->alerts);
+        fw_sms_kick(a->sms);
+    }
 }
 
 /* A signature of the rules directory (names, sizes, mtimes): polled to
@@ -807,8 +952,10 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     fw_app *a = arg;
-    if (fw_intake_queued(a->intake) > 0)
-        return; /* the wakeup handler is still committing what is in hand */
+    if (fw_intake_queued(a->intake) > 0 || a->nacks > 0)
+        return; /* still committing what is in hand, or waiting for its fsync */
+    if (a->flush_due)
+        release_durable(a);
     event_del(a->ev_drain);
     FW_INFO("daemon.drained", "committed_seq=%llu", (unsigned long long)a->committed_seq);
     fw_intake_flush_then(a->intake, on_flushed_exit, a);
@@ -846,9 +993,10 @@ int fw_app_run(fw_config *cfg)
         return 1;
     a->cfg = cfg;
     init_metrics(a);
-    fw_sync_mode sync = strcmp(fw_config_get(cfg, "store.synchronous"), "normal") == 0
-                            ? FW_SYNC_NORMAL
-                            : FW_SYNC_FULL;
+    const char *sync_name = fw_config_get(cfg, "store.synchronous");
+    fw_sync_mode sync = strcmp(sync_name, "normal") == 0 ? FW_SYNC_NORMAL
+                        : strcmp(sync_name, "full") == 0 ? FW_SYNC_FULL
+                                                         : FW_SYNC_DEFERRED;
     signal(SIGPIPE, SIG_IGN);
     natsLibevent_Init();
     /* Go back to polling sockets after every few callbacks: a busy intake
@@ -927,6 +1075,11 @@ int fw_app_run(fw_config *cfg)
         goto out;
     }
 
+    if (fw_store_sync_fd(a->store) >= 0) {
+        a->ev_synced =
+            event_new(a->base, fw_store_sync_fd(a->store), EV_READ | EV_PERSIST, on_synced, a);
+        event_add(a->ev_synced, NULL);
+    }
     a->ev_sigterm = evsignal_new(a->base, SIGTERM, on_stop_signal, a);
     a->ev_sigint = evsignal_new(a->base, SIGINT, on_stop_signal, a);
     a->ev_sighup = evsignal_new(a->base, SIGHUP, on_sighup, a);
@@ -964,7 +1117,7 @@ out:
     if (a->http)
         fw_http_stop(a->http);
     struct event *evs[] = {a->ev_sigterm, a->ev_sigint,      a->ev_sighup, a->ev_drain,
-                           a->ev_tick,    a->ev_alerts_tick, a->ev_watch};
+                           a->ev_tick,    a->ev_alerts_tick, a->ev_watch,  a->ev_synced};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

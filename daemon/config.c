@@ -52,7 +52,9 @@ static const char *validate_listen(const char *v)
 
 static const char *validate_sync(const char *v)
 {
-    return strcmp(v, "full") == 0 || strcmp(v, "normal") == 0 ? NULL : "must be full or normal";
+    return strcmp(v, "deferred") == 0 || strcmp(v, "full") == 0 || strcmp(v, "normal") == 0
+               ? NULL
+               : "must be deferred, full or normal";
 }
 
 static const char *validate_level(const char *v)
@@ -86,8 +88,9 @@ const fw_config_key fw_core_config_keys[] = {
      "read the NATS socket on the libevent loop (cnats adapter; see README)"},
     {"nats.ack_wait", FW_CFG_DURATION, "60", 1, 86400, NULL, "server redelivery timeout"},
     {"store.path", FW_CFG_STRING, "var/fundwatch.db", 0, 0, NULL, "SQLite database file"},
-    {"store.synchronous", FW_CFG_STRING, "full", 0, 0, validate_sync,
-     "full: an ack survives power loss; normal: only a process crash"},
+    {"store.synchronous", FW_CFG_STRING, "deferred", 0, 0, validate_sync,
+     "deferred or full: an ack survives power loss (deferred fsyncs off the loop); normal: only "
+     "a process crash"},
     {"store.batch_max", FW_CFG_INT, "512", 1, 100000, NULL, "messages per transaction at most"},
     {"rules.dir", FW_CFG_STRING, "rules", 0, 0, NULL, "rules directory"},
     {"rules.tick", FW_CFG_DURATION, "60", 1, 86400, NULL, "seconds between tick evaluations"},

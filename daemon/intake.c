@@ -33,6 +33,7 @@ struct fw_intake {
     void *ud;
     int batch_max;
     int batch_cur; /* adaptive: keeps one handler call near k_slice_ms */
+    int held;      /* fw_intake_hold: no stream messages to the handler */
 
     /* Shared between cnats threads and the loop: guarded by lock. */
     pthread_mutex_t lock;
@@ -419,7 +420,7 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     int live = atomic_load(&in->live_gen) == gen;
     int resync = 0;
     pthread_mutex_lock(&in->lock);
-    while (n < in->batch_cur && in->stream_q.n) {
+    while (!in->held && n < in->batch_cur && in->stream_q.n) {
         fw_intake_msg *m = in->stream_q.items[in->stream_q.head];
         if (m->gen == gen && !live && !resync)
             break; /* the consumer is being set up: keep them until it is live */
@@ -444,7 +445,8 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
             fw_metric_add(in->m_redelivered, 1);
         batch[n++] = m;
     }
-    more = in->stream_q.n > 0 && atomic_load(&in->live_gen) == gen;
+    /* While held, fw_intake_hold(in, 0) wakes the loop again. */
+    more = !in->held && in->stream_q.n > 0 && atomic_load(&in->live_gen) == gen;
     pthread_mutex_unlock(&in->lock);
 
     if (n) {
@@ -728,8 +730,24 @@ void fw_intake_free(fw_intake *in)
 
 void fw_intake_ack(fw_intake *in, const fw_intake_msg *m)
 {
-    if (m->reply)
-        natsConnection_Publish(in->nc, m->reply, "+ACK", 4);
+    fw_intake_ack_reply(in, m->reply);
+}
+
+void fw_intake_ack_reply(fw_intake *in, const char *reply)
+{
+    if (reply)
+        natsConnection_Publish(in->nc, reply, "+ACK", 4);
+}
+
+void fw_intake_hold(fw_intake *in, int hold)
+{
+    pthread_mutex_lock(&in->lock);
+    int was = in->held;
+    in->held = hold;
+    int wake = was && !hold && in->stream_q.n > 0;
+    pthread_mutex_unlock(&in->lock);
+    if (wake)
+        event_active(in->ev_wakeup, EV_READ, 0);
 }
 
 int fw_intake_publish(fw_intake *in, const char *subject, const char *data, int len,

@@ -51,8 +51,9 @@ typedef struct fw_intake_msg {
 
 /* Called on the loop thread with the messages that arrived, in order.
  * Check requests come in their own call (n may be 1) before stream
- * messages.  The handler owns nothing: the intake frees the messages after
- * the call, so the handler must ack (fw_intake_ack) before returning. */
+ * messages.  The intake frees the messages after the call; a handler that
+ * acks later (once the batch is durable) takes the ack subject: it sets
+ * m->reply to NULL and passes it to fw_intake_ack_reply later. */
 typedef void (*fw_intake_handler)(void *ud, fw_intake_msg **msgs, int n);
 /* Ask the app for the committed stream sequence (loop thread). */
 typedef uint64_t (*fw_intake_committed_fn)(void *ud);
@@ -80,6 +81,13 @@ int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_m
 void fw_intake_set_batch(fw_intake *in, int max);
 
 void fw_intake_ack(fw_intake *in, const fw_intake_msg *m);
+/* Ack by the reply subject taken from a message (see fw_intake_handler). */
+void fw_intake_ack_reply(fw_intake *in, const char *reply);
+
+/* Hold stream messages (hold = 1): the handler gets check requests only
+ * until fw_intake_hold(in, 0).  The store uses it while a write
+ * transaction must not start (a checkpoint's database fsync). */
+void fw_intake_hold(fw_intake *in, int hold);
 /* Publish with optional headers (hdr_keys/hdr_vals, nh entries). */
 int fw_intake_publish(fw_intake *in, const char *subject, const char *data, int len,
                       const char *const *hdr_keys, const char *const *hdr_vals, int nh);

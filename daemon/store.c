@@ -2,12 +2,17 @@
 #include "daemon/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 
 /* Prepared statements are cached in an open-addressing table keyed by the
  * SQL text.  Callers pass string literals, so the pointer is checked first
@@ -17,13 +22,52 @@ typedef struct stmt_slot {
     sqlite3_stmt *stmt;
 } stmt_slot;
 
+/* The WAL is checkpointed by fw_store_checkpoint_step once this many
+ * frames were appended since the last checkpoint (4 MiB of 4 KiB pages):
+ * small steps, each a short stretch of the loop (SQLite's own threshold of
+ * 64 MiB inside COMMIT held the loop for tens of milliseconds). */
+static const int k_ckpt_frames = 1024;
+
 struct fw_store {
     sqlite3 *db;
     char *path;
     int depth; /* nested begin count */
     stmt_slot *slots;
     size_t nslots, nused;
+
+    /* Deferred durability (see store.h).  Loop-only fields first. */
+    fw_sync_mode sync;
+    int deferred;      /* the sync thread runs */
+    int deferring;     /* inside fw_store_commit_deferred's COMMIT */
+    int hook_error;    /* an inline fdatasync failed in the WAL hook */
+    uint64_t commits;  /* commits made (WAL hook) */
+    uint64_t durable;  /* highest commit known durable */
+    int wal_frames;    /* frames in the WAL after the last commit */
+    int ckpt_frames;   /* frames the last checkpoint had backfilled */
+    int db_sync_wait;  /* a checkpoint's database fdatasync is pending */
+    int wal_fd, db_fd; /* opened by the store for fdatasync only */
+    int pipe_rd, pipe_wr;
+
+    /* Shared with the sync thread: guarded by lock. */
+    pthread_t thr;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint64_t want_wal, done_wal; /* commit counts */
+    uint64_t want_db, done_db;   /* database sync requests */
+    int sync_failed, stop;
+
+    fw_metric *m_sync, *m_ckpt;
 };
+
+static const double k_sync_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
+                                       0.05,   0.1,   0.25,  0.5,   1};
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* Every query goes through the cache, so the hash looks at the length and
  * at most the first and last 32 bytes (strcmp settles any collision):
@@ -110,6 +154,284 @@ fail:
     return -1;
 }
 
+/* ---- deferred durability ---- */
+
+/* The sync thread: fdatasync the WAL up to the commit count asked for, and
+ * the database file after a checkpoint; then tell the loop through the pipe.
+ * It never calls SQLite.  fsync on Linux writes back the inode's dirty pages
+ * whichever descriptor they were written through. */
+static void *sync_main(void *arg)
+{
+    fw_store *st = arg;
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        while (!st->stop && st->want_wal <= st->done_wal && st->want_db <= st->done_db)
+            pthread_cond_wait(&st->cond, &st->lock);
+        if (st->want_wal <= st->done_wal && st->want_db <= st->done_db)
+            break; /* stop, and nothing left */
+        uint64_t wal = st->want_wal, db = st->want_db;
+        int do_wal = wal > st->done_wal, do_db = db > st->done_db;
+        pthread_mutex_unlock(&st->lock);
+        double t0 = mono_seconds();
+        int rc = 0;
+        if (do_wal && fdatasync(st->wal_fd) != 0)
+            rc = errno;
+        if (!rc && do_db && fdatasync(st->db_fd) != 0)
+            rc = errno;
+        if (do_wal)
+            fw_metric_observe(st->m_sync, mono_seconds() - t0);
+        if (rc)
+            FW_ERROR("store.fsync_failed", "file=%s error=\"%s\"", do_db ? "db" : "wal",
+                     strerror(rc));
+        pthread_mutex_lock(&st->lock);
+        if (rc) {
+            /* After a failed fsync the kernel may have dropped the dirty
+             * pages: nothing written since can be trusted to be on disk. */
+            st->sync_failed = 1;
+        } else {
+            st->done_wal = wal;
+            st->done_db = db;
+        }
+        pthread_cond_broadcast(&st->cond);
+        pthread_mutex_unlock(&st->lock);
+        char one = 1;
+        if (write(st->pipe_wr, &one, 1) < 0 && errno != EAGAIN) {
+            /* the loop reads it; a full pipe already wakes it */
+        }
+        pthread_mutex_lock(&st->lock);
+        if (st->sync_failed)
+            break;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* After every commit of the main database (SQLite calls it on the
+ * committing thread, the loop, once the commit is in the WAL).  Commits
+ * other than fw_store_commit_deferred's are made durable here and now, as
+ * synchronous=FULL would have. */
+static int on_wal_commit(void *ud, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    fw_store *st = ud;
+    if (strcmp(name, "main") != 0)
+        return SQLITE_OK;
+    if (frames < st->wal_frames)
+        st->ckpt_frames = 0; /* the WAL restarted */
+    st->wal_frames = frames;
+    st->commits++;
+    if (st->deferring)
+        return SQLITE_OK;
+    if (fdatasync(st->wal_fd) != 0) {
+        FW_ERROR("store.fsync_failed", "file=wal error=\"%s\"", strerror(errno));
+        st->hook_error = 1;
+        return SQLITE_IOERR;
+    }
+    st->durable = st->commits;
+    return SQLITE_OK;
+}
+
+/* Wait (on the loop) for a checkpoint's database fdatasync: a write
+ * transaction must not restart the WAL before it. */
+static int wait_db_sync(fw_store *st)
+{
+    if (!st->db_sync_wait)
+        return 0;
+    double t0 = mono_seconds();
+    pthread_mutex_lock(&st->lock);
+    while (!st->sync_failed && st->done_db < st->want_db)
+        pthread_cond_wait(&st->cond, &st->lock);
+    int failed = st->sync_failed;
+    pthread_mutex_unlock(&st->lock);
+    st->db_sync_wait = 0;
+    FW_DEBUG("store.waited_db_sync", "ms=%.3f", (mono_seconds() - t0) * 1e3);
+    return failed ? -1 : 0;
+}
+
+/* Commit hook: autocommit writes (no fw_store_begin) wait here too.
+ * Returning non-zero would turn the commit into a rollback. */
+static int on_commit_hook(void *ud)
+{
+    fw_store *st = ud;
+    return wait_db_sync(st) != 0;
+}
+
+static int start_deferred(fw_store *st, char *err, int errlen)
+{
+    char wal[1100];
+    snprintf(wal, sizeof wal, "%s-wal", st->path);
+    /* The WAL exists from the first write (migrations, meta) and lives as
+     * long as this connection is open.  These descriptors stay open until
+     * after sqlite3_close (see close_fds). */
+    st->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+    st->db_fd = open(st->path, O_RDONLY | O_CLOEXEC);
+    int p[2] = {-1, -1};
+    if (st->wal_fd < 0 || st->db_fd < 0 || pipe(p) != 0) {
+        snprintf(err, (size_t)errlen, "%s: cannot open for fdatasync: %s", wal, strerror(errno));
+        return -1;
+    }
+    st->pipe_rd = p[0];
+    st->pipe_wr = p[1];
+    fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
+    fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
+    fcntl(p[0], F_SETFD, FD_CLOEXEC);
+    fcntl(p[1], F_SETFD, FD_CLOEXEC);
+    char e[512];
+    /* wal_autocheckpoint=0 first: the pragma installs SQLite's own WAL hook,
+     * which ours then replaces. */
+    if (exec_sql(st->db, "PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=OFF;", e, sizeof e) !=
+        0) {
+        snprintf(err, (size_t)errlen, "%s: %s", st->path, e);
+        return -1;
+    }
+    sqlite3_wal_hook(st->db, on_wal_commit, st);
+    sqlite3_commit_hook(st->db, on_commit_hook, st);
+    st->m_sync =
+        fw_metric_histogram("fundwatch_wal_sync_seconds", "fdatasync of the WAL on the sync thread",
+                            NULL, k_sync_bounds, 11);
+    st->m_ckpt = fw_metric_histogram("fundwatch_checkpoint_seconds",
+                                     "WAL checkpoint steps on the loop", NULL, k_sync_bounds, 11);
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_cond_init(&st->cond, NULL);
+    if (pthread_create(&st->thr, NULL, sync_main, st) != 0) {
+        pthread_mutex_destroy(&st->lock);
+        pthread_cond_destroy(&st->cond);
+        snprintf(err, (size_t)errlen, "%s: cannot start the sync thread", st->path);
+        return -1;
+    }
+    st->deferred = 1;
+    return 0;
+}
+
+static void stop_deferred(fw_store *st)
+{
+    if (st->deferred) {
+        pthread_mutex_lock(&st->lock);
+        st->stop = 1;
+        pthread_cond_broadcast(&st->cond);
+        pthread_mutex_unlock(&st->lock);
+        pthread_join(st->thr, NULL);
+        pthread_mutex_destroy(&st->lock);
+        pthread_cond_destroy(&st->cond);
+        st->deferred = 0;
+        /* SQLite checkpoints and deletes the WAL when the last connection
+         * closes: with FULL it syncs the WAL before and the database after
+         * copying (with OFF a power loss right after the close could lose
+         * what the deleted WAL held). */
+        sqlite3_wal_hook(st->db, NULL, NULL);
+        sqlite3_commit_hook(st->db, NULL, NULL);
+        sqlite3_exec(st->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    }
+}
+
+/* After sqlite3_close: closing any descriptor of a file drops every POSIX
+ * lock the process holds on it, SQLite's included. */
+static void close_fds(fw_store *st)
+{
+    int fds[] = {st->wal_fd, st->db_fd, st->pipe_rd, st->pipe_wr};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    st->wal_fd = st->db_fd = st->pipe_rd = st->pipe_wr = -1;
+}
+
+int fw_store_commit_deferred(fw_store *st, uint64_t *ticket)
+{
+    int outer = st->depth == 1;
+    st->deferring = st->deferred && outer;
+    int rc = fw_store_commit(st);
+    st->deferring = 0;
+    if (!st->deferred) {
+        /* full / normal / :memory:: as durable as the mode makes it, now. */
+        if (rc == 0 && outer)
+            st->commits++;
+        st->durable = st->commits;
+    } else if (rc == 0 && st->commits > st->durable) {
+        pthread_mutex_lock(&st->lock);
+        st->want_wal = st->commits;
+        pthread_cond_signal(&st->cond);
+        pthread_mutex_unlock(&st->lock);
+    }
+    *ticket = st->commits;
+    return rc;
+}
+
+uint64_t fw_store_durable(const fw_store *st)
+{
+    return st->durable;
+}
+
+uint64_t fw_store_committed(const fw_store *st)
+{
+    return st->commits;
+}
+
+int fw_store_sync_fd(const fw_store *st)
+{
+    return st->deferred ? st->pipe_rd : -1;
+}
+
+int fw_store_sync_poll(fw_store *st)
+{
+    if (!st->deferred)
+        return 0;
+    char buf[64];
+    while (read(st->pipe_rd, buf, sizeof buf) > 0)
+        ;
+    pthread_mutex_lock(&st->lock);
+    uint64_t done = st->done_wal;
+    int db_done = st->done_db >= st->want_db;
+    int failed = st->sync_failed;
+    pthread_mutex_unlock(&st->lock);
+    if (failed)
+        return -1;
+    if (done > st->durable)
+        st->durable = done;
+    if (db_done)
+        st->db_sync_wait = 0;
+    return 0;
+}
+
+int fw_store_write_held(const fw_store *st)
+{
+    return st->db_sync_wait;
+}
+
+int fw_store_checkpoint_due(const fw_store *st)
+{
+    return st->deferred && st->wal_frames - st->ckpt_frames >= k_ckpt_frames;
+}
+
+int fw_store_checkpoint_step(fw_store *st)
+{
+    if (!fw_store_checkpoint_due(st) || st->depth > 0 || st->db_sync_wait ||
+        st->durable != st->commits)
+        return 0;
+    double t0 = mono_seconds();
+    int log = 0, ckpt = 0;
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+    fw_metric_observe(st->m_ckpt, mono_seconds() - t0);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        FW_ERROR("store.checkpoint_failed", "error=\"%s\"", sqlite3_errmsg(st->db));
+        return -1;
+    }
+    /* Backfilled frames may have made the WAL restartable: the database
+     * file must be on disk before the next write transaction. */
+    if (ckpt > st->ckpt_frames) {
+        st->db_sync_wait = 1;
+        pthread_mutex_lock(&st->lock);
+        st->want_db++;
+        pthread_cond_signal(&st->cond);
+        pthread_mutex_unlock(&st->lock);
+    }
+    /* Frames a reader still needs stay in the WAL: count from what was
+     * copied, so the next step waits for another k_ckpt_frames. */
+    st->ckpt_frames = ckpt > 0 ? ckpt : st->wal_frames;
+    FW_DEBUG("store.checkpoint", "wal_frames=%d backfilled=%d ms=%.3f", log, ckpt,
+             (mono_seconds() - t0) * 1e3);
+    return 1;
+}
+
 fw_store *fw_store_open(const char *path, const fw_migration *migs, int nmigs, int readonly,
                         fw_sync_mode sync, char *err, int errlen)
 {
@@ -118,6 +440,8 @@ fw_store *fw_store_open(const char *path, const fw_migration *migs, int nmigs, i
         goto oom;
     st->path = strdup(path);
     st->nslots = 256;
+    st->sync = sync;
+    st->wal_fd = st->db_fd = st->pipe_rd = st->pipe_wr = -1;
     st->slots = calloc(st->nslots, sizeof *st->slots);
     if (!st->path || !st->slots)
         goto oom;
@@ -139,7 +463,7 @@ fw_store *fw_store_open(const char *path, const fw_migration *migs, int nmigs, i
     /* A 64 MiB page cache and memory-mapped reads: with SQLite's 2 MiB
      * default, a growing store turned every index probe into a read()
      * syscall (44% of the intake's time was in the kernel). */
-    const char *pragmas = sync == FW_SYNC_FULL
+    const char *pragmas = sync != FW_SYNC_NORMAL
                               ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                 "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
                                 "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824;"
@@ -161,6 +485,8 @@ fw_store *fw_store_open(const char *path, const fw_migration *migs, int nmigs, i
         }
         if (migrate(st, migs, nmigs, err, errlen) != 0)
             goto cleanup;
+        if (sync == FW_SYNC_DEFERRED && !memory && start_deferred(st, err, errlen) != 0)
+            goto cleanup;
     }
     return st;
 oom:
@@ -174,6 +500,7 @@ void fw_store_close(fw_store *st)
 {
     if (!st)
         return;
+    stop_deferred(st);
     for (size_t i = 0; i < st->nslots; i++) {
         if (st->slots && st->slots[i].sql) {
             sqlite3_finalize(st->slots[i].stmt);
@@ -183,6 +510,7 @@ void fw_store_close(fw_store *st)
     free(st->slots);
     if (st->db)
         sqlite3_close_v2(st->db);
+    close_fds(st);
     free(st->path);
     free(st);
 }
@@ -255,6 +583,11 @@ int fw_store_begin(fw_store *st)
 {
     if (st->depth++ > 0)
         return 0;
+    if (wait_db_sync(st) != 0) {
+        st->depth = 0;
+        FW_ERROR("store.begin_failed", "error=\"database fsync failed\"");
+        return -1;
+    }
     sqlite3_stmt *s = fw_store_stmt(st, "BEGIN IMMEDIATE");
     int rc = sqlite3_step(s);
     fw_store_done(s);

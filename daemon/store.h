@@ -12,9 +12,62 @@
  * step: an un-reset statement pins the WAL.
  *
  * Transactions are batches: the intake opens one with fw_store_begin(), lets
- * every module write its rows for several messages, and fw_store_commit()s
- * before any of those messages is acknowledged.  Only the event-loop thread
- * touches the store.
+ * every module write its rows for several messages, and commits before any
+ * of those messages is acknowledged.  Only the event-loop thread touches
+ * SQLite.
+ *
+ * Durability modes (store.synchronous):
+ *
+ * - full: synchronous=FULL, SQLite's own auto-checkpoint.  Every COMMIT
+ *   fsyncs the WAL, and a checkpoint (up to 64 MiB of WAL) runs inside the
+ *   COMMIT that crosses the threshold: both on the loop.
+ * - normal: synchronous=NORMAL: survives a process crash, not a power loss.
+ * - deferred (the default): durable like full, without the fsync on the
+ *   loop.  The connection runs with synchronous=OFF and no auto-checkpoint.
+ *   A batch is committed with fw_store_commit_deferred(), which returns a
+ *   ticket; a sync thread (the only thread besides the loop that touches the
+ *   store, and it never calls SQLite: it only fdatasync()s two file
+ *   descriptors the store opened itself on "<db>-wal" and "<db>") makes the
+ *   WAL durable and tells the loop through fw_store_sync_fd(); the caller
+ *   acks the batch's messages only when fw_store_durable() >= its ticket.
+ *   Every other commit (fw_store_commit, autocommit statements: ticks, SMS
+ *   and alert state, API writes) fsyncs the WAL inline before returning, as
+ *   full did, so their callers' promises (e.g. "the outbox row is durable
+ *   before the HTTP call") still hold, and each such sync also covers every
+ *   earlier deferred batch.
+ *
+ * Why this is as safe as full across a power loss:
+ *
+ * 1. A commit appends frames to the WAL; each frame carries a checksum
+ *    chained from the WAL header and the header's salt.  After a power loss
+ *    SQLite replays the longest valid prefix of frames that ends at a commit
+ *    frame, so whatever part of the unsynced tail reached the disk, the
+ *    database recovers to some commit boundary at or after the last
+ *    fdatasync.  Every batch acked (and every inline-synced commit) is at or
+ *    before that fdatasync, so nothing acked is lost, and nothing is ever
+ *    half applied (intake.last_seq commits with the batch's effects, so the
+ *    unacked tail is redelivered and applied again).
+ * 2. A checkpoint copies WAL frames into the database file.  It runs only
+ *    from fw_store_checkpoint_step(), on the loop, between batches, and only
+ *    when every commit is durable (durable == committed): so the database
+ *    file never receives a page whose WAL frame could still be lost (the WAL
+ *    replays over whatever the copy left on disk, torn pages included).
+ * 3. After a checkpoint that copied frames, the next write transaction may
+ *    restart the WAL (new salt: the old frames stop counting).  Before that,
+ *    the copied pages must be on disk in the database file.  So the
+ *    checkpoint asks the sync thread to fdatasync the database file, and
+ *    until it reports back fw_store_write_held() is true: the intake holds
+ *    new batches (checks are still answered), and fw_store_begin() or any
+ *    autocommit write (a commit hook) waits for it.
+ * 4. fw_store_close() finishes outstanding syncs and switches the
+ *    connection to synchronous=FULL before closing, so the checkpoint SQLite
+ *    runs at close (which then deletes the WAL) syncs the WAL before and the
+ *    database after copying.
+ *
+ * Left open: another process writing the same database (the CLI, e.g.
+ * `fundwatch alerts transition`) in the few milliseconds between a daemon
+ * checkpoint and the database fdatasync could restart the WAL; the window is
+ * milliseconds and needs a power loss inside it.
  */
 #ifndef FW_STORE_H
 #define FW_STORE_H
@@ -29,7 +82,7 @@ typedef struct fw_migration {
     const char *sql;  /* one or more statements */
 } fw_migration;
 
-typedef enum { FW_SYNC_NORMAL = 1, FW_SYNC_FULL = 2 } fw_sync_mode;
+typedef enum { FW_SYNC_NORMAL = 1, FW_SYNC_FULL = 2, FW_SYNC_DEFERRED = 3 } fw_sync_mode;
 
 /* Open (creating parent directories and the file) and migrate.  `readonly`
  * opens without migrating.  Returns NULL with a message in err. */
@@ -50,6 +103,34 @@ int fw_store_begin(fw_store *st);
 int fw_store_commit(fw_store *st);
 void fw_store_rollback(fw_store *st);
 int fw_store_in_txn(const fw_store *st);
+
+/* Deferred durability (FW_SYNC_DEFERRED on a database file; in the other
+ * modes and for :memory: every commit is durable, or as durable as it gets,
+ * when it returns, and these degrade to that).
+ *
+ * Commit the open batch without waiting for the disk; *ticket is the commit
+ * to wait for: the batch is durable once fw_store_durable() >= *ticket. */
+int fw_store_commit_deferred(fw_store *st, uint64_t *ticket);
+/* The highest durable commit as last seen by the loop, and the number of
+ * commits made so far (durable == committed: nothing in flight). */
+uint64_t fw_store_durable(const fw_store *st);
+uint64_t fw_store_committed(const fw_store *st);
+/* A descriptor that turns readable when the sync thread finished something
+ * (-1 without a sync thread); then call fw_store_sync_poll(): it updates
+ * fw_store_durable() and fw_store_write_held().  -1 if an fsync failed:
+ * nothing more may be acked, the process should stop. */
+int fw_store_sync_fd(const fw_store *st);
+int fw_store_sync_poll(fw_store *st);
+/* True between a checkpoint and the database file's fdatasync: no write
+ * transaction may start (fw_store_begin would wait). */
+int fw_store_write_held(const fw_store *st);
+/* Whether the WAL has grown enough since the last checkpoint for one. */
+int fw_store_checkpoint_due(const fw_store *st);
+/* When a checkpoint is due, no transaction is open and every commit is
+ * durable: a PASSIVE checkpoint, then the database fdatasync on the sync
+ * thread (fw_store_write_held() until it is done).  Returns 1 when it ran,
+ * 0 when not (not due, or not possible now), -1 on error. */
+int fw_store_checkpoint_step(fw_store *st);
 
 /* Exec a literal SQL script (no results). 0 or -1 (logged). */
 int fw_store_exec(fw_store *st, const char *sql);

@@ -1,0 +1,156 @@
+/* test_core_store_deferred.c - store.synchronous = deferred: batch commits
+ * become durable through the sync thread (tickets, the notification fd),
+ * other commits are durable when they return, checkpoints are taken in
+ * steps and hold writes until the database file is synced, and the data
+ * survives close and reopen. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/store.h"
+#include "tests/support/harness.h"
+
+static const fw_migration k_mig[] = {
+    {"one", "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL) STRICT;"
+            "CREATE INDEX t_v ON t(v);"},
+};
+
+/* Wait on the store's notification fd until `ticket` is durable. */
+static void wait_durable(fw_store *st, uint64_t ticket)
+{
+    for (int i = 0; i < 500 && fw_store_durable(st) < ticket; i++) {
+        struct pollfd p = {fw_store_sync_fd(st), POLLIN, 0};
+        poll(&p, 1, 10);
+        assert_int_equal(fw_store_sync_poll(st), 0);
+    }
+    assert_true(fw_store_durable(st) >= ticket);
+}
+
+static void insert_rows(fw_store *st, int from, int n)
+{
+    sqlite3_stmt *s = fw_store_stmt(st, "INSERT INTO t(k, v) VALUES (?1, ?2)");
+    for (int i = from; i < from + n; i++) {
+        char v[64];
+        /* random-ish keys: the index dirties many pages, the WAL grows */
+        snprintf(v, sizeof v, "%08x-%d", (unsigned)(i * 2654435761u), i);
+        sqlite3_bind_int(s, 1, i);
+        sqlite3_bind_text(s, 2, v, -1, SQLITE_TRANSIENT);
+        assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+        fw_store_done(s);
+    }
+}
+
+static void test_deferred_tickets_and_checkpoints(void **state)
+{
+    (void)state;
+    char *tmp = fw_t_tmpdir("store-deferred");
+    char path[600], err[512];
+    snprintf(path, sizeof path, "%s/d.db", tmp);
+    fw_store *st = fw_store_open(path, k_mig, 1, 0, FW_SYNC_DEFERRED, err, sizeof err);
+    assert_non_null(st);
+    assert_true(fw_store_sync_fd(st) >= 0);
+
+    /* A batch: committed at once, durable when the sync thread says so. */
+    uint64_t before = fw_store_committed(st);
+    assert_int_equal(fw_store_begin(st), 0);
+    insert_rows(st, 0, 100);
+    uint64_t ticket = 0;
+    assert_int_equal(fw_store_commit_deferred(st, &ticket), 0);
+    assert_int_equal(ticket, before + 1);
+    assert_int_equal(fw_store_committed(st), ticket);
+    wait_durable(st, ticket);
+    assert_int_equal(fw_t_sql_int(path, "SELECT count(*) FROM t"), 100);
+
+    /* Any other commit is durable when it returns. */
+    assert_int_equal(fw_store_begin(st), 0);
+    insert_rows(st, 100, 1);
+    assert_int_equal(fw_store_commit(st), 0);
+    assert_int_equal(fw_store_durable(st), fw_store_committed(st));
+    assert_int_equal(fw_store_exec(st, "INSERT INTO t(k, v) VALUES (1000000, 'auto')"), 0);
+    assert_int_equal(fw_store_durable(st), fw_store_committed(st));
+
+    /* Grow the WAL past the checkpoint threshold in batches. */
+    int k = 200;
+    while (!fw_store_checkpoint_due(st)) {
+        assert_int_equal(fw_store_begin(st), 0);
+        insert_rows(st, k, 2000);
+        k += 2000;
+        assert_int_equal(fw_store_commit_deferred(st, &ticket), 0);
+        /* Not while a commit is in flight (durable < committed). */
+        if (fw_store_durable(st) < ticket)
+            assert_int_equal(fw_store_checkpoint_step(st), 0);
+        wait_durable(st, ticket);
+        assert_true(k < 400000);
+    }
+    /* Nothing in flight: the step runs and holds writes until the database
+     * file is synced. */
+    assert_int_equal(fw_store_checkpoint_step(st), 1);
+    assert_false(fw_store_checkpoint_due(st));
+    /* fw_store_begin waits for the database fsync rather than restarting
+     * the WAL over frames the database file may not have on disk. */
+    assert_int_equal(fw_store_begin(st), 0);
+    assert_false(fw_store_write_held(st));
+    insert_rows(st, k, 10);
+    assert_int_equal(fw_store_commit_deferred(st, &ticket), 0);
+    wait_durable(st, ticket);
+    assert_int_equal(fw_store_sync_poll(st), 0);
+    assert_false(fw_store_write_held(st));
+    fw_store_close(st);
+    char wal[700];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    assert_null(fopen(wal, "r"));
+
+    /* Everything committed is there (the close checkpointed and removed
+     * the WAL). */
+    assert_int_equal(fw_t_sql_int(path, "SELECT count(*) FROM t"), 100 + 1 + 1 + (k - 200) + 10);
+    assert_int_equal(
+        fw_t_sql_int(path, "SELECT integrity_check = 'ok' FROM pragma_integrity_check"), 1);
+
+    fw_t_rmtree(tmp);
+    free(tmp);
+}
+
+/* full (the old behaviour) and :memory: need no sync thread: every ticket
+ * is durable when the commit returns. */
+static void test_other_modes_are_durable_at_once(void **state)
+{
+    (void)state;
+    char *tmp = fw_t_tmpdir("store-full");
+    char path[600], err[512];
+    snprintf(path, sizeof path, "%s/f.db", tmp);
+    const char *paths[2] = {path, ":memory:"};
+    fw_sync_mode modes[2] = {FW_SYNC_FULL, FW_SYNC_DEFERRED};
+    for (int m = 0; m < 2; m++) {
+        fw_store *st = fw_store_open(paths[m], k_mig, 1, 0, modes[m], err, sizeof err);
+        assert_non_null(st);
+        assert_int_equal(fw_store_sync_fd(st), -1);
+        uint64_t ticket = 0;
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(fw_store_begin(st), 0);
+            insert_rows(st, i * 10, 10);
+            assert_int_equal(fw_store_commit_deferred(st, &ticket), 0);
+            assert_int_equal(ticket, (uint64_t)i + 1);
+            assert_int_equal(fw_store_durable(st), ticket);
+        }
+        assert_int_equal(fw_store_checkpoint_step(st), 0);
+        fw_store_close(st);
+    }
+    fw_t_rmtree(tmp);
+    free(tmp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deferred_tickets_and_checkpoints),
+        cmocka_unit_test(test_other_modes_are_durable_at_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

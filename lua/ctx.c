@@ -333,6 +333,74 @@ static int ctx_parse_time(lua_State *L)
 
 static const char *const flag_names[] = {"salary", "sangong", "direct", "subsidy", "union"};
 
+/* Push the read-only set {flag = true} of the flags bits: one per state
+ * and combination, made once (registry "fw.flagsets"). */
+static void push_flag_set(lua_State *L, int flags)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "fw.flagsets") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "fw.flagsets");
+    }
+    if (lua_rawgeti(L, -1, flags) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        for (int i = 0; i < 5; i++)
+            if (flags & fw_flag_from_name(flag_names[i])) {
+                lua_pushboolean(L, 1);
+                lua_setfield(L, -2, flag_names[i]);
+            }
+        fw_sbx_push_readonly(L, -1);
+        lua_remove(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, flags);
+    }
+    lua_remove(L, -2);
+}
+
+/* Push the Lua table of an indicator; shared: its flags set is the state's
+ * read-only one (the table is going to be shared by the rules). */
+static void push_indicator(lua_State *L, const fw_indicator *found, int shared)
+{
+    const fw_indicator ind = *found;
+    lua_createtable(L, 0, 14);
+    lua_pushstring(L, ind.indicator_id);
+    lua_setfield(L, -2, "indicator_id");
+    lua_pushstring(L, ind.unit_code);
+    lua_setfield(L, -2, "unit_code");
+    lua_pushinteger(L, ind.year);
+    lua_setfield(L, -2, "year");
+    lua_pushstring(L, ind.func_class);
+    lua_setfield(L, -2, "func_class");
+    lua_pushstring(L, ind.econ_class);
+    lua_setfield(L, -2, "econ_class");
+    lua_pushstring(L, ind.fund_type);
+    lua_setfield(L, -2, "fund_type");
+    lua_pushstring(L, ind.fund_source);
+    lua_setfield(L, -2, "fund_source");
+    lua_pushstring(L, ind.project_code);
+    lua_setfield(L, -2, "project_code");
+    if (shared) {
+        push_flag_set(L, ind.flags & 31);
+    } else {
+        lua_newtable(L);
+        for (int i = 0; i < 5; i++)
+            if (ind.flags & fw_flag_from_name(flag_names[i])) {
+                lua_pushboolean(L, 1);
+                lua_setfield(L, -2, flag_names[i]);
+            }
+    }
+    lua_setfield(L, -2, "flags");
+    lua_pushinteger(L, ind.allocated);
+    lua_setfield(L, -2, "allocated");
+    lua_pushinteger(L, ind.frozen);
+    lua_setfield(L, -2, "frozen");
+    lua_pushinteger(L, ind.paid);
+    lua_setfield(L, -2, "paid");
+    lua_pushinteger(L, ind.available);
+    lua_setfield(L, -2, "available");
+}
 /* ctx.indicator(id) -> nil or the indicator with balances (fen) */
 static int ctx_indicator(lua_State *L)
 {
@@ -363,39 +431,29 @@ static int ctx_indicator(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    const fw_indicator ind = *found;
-    lua_createtable(L, 0, 14);
-    lua_pushstring(L, ind.indicator_id);
-    lua_setfield(L, -2, "indicator_id");
-    lua_pushstring(L, ind.unit_code);
-    lua_setfield(L, -2, "unit_code");
-    lua_pushinteger(L, ind.year);
-    lua_setfield(L, -2, "year");
-    lua_pushstring(L, ind.func_class);
-    lua_setfield(L, -2, "func_class");
-    lua_pushstring(L, ind.econ_class);
-    lua_setfield(L, -2, "econ_class");
-    lua_pushstring(L, ind.fund_type);
-    lua_setfield(L, -2, "fund_type");
-    lua_pushstring(L, ind.fund_source);
-    lua_setfield(L, -2, "fund_source");
-    lua_pushstring(L, ind.project_code);
-    lua_setfield(L, -2, "project_code");
-    lua_newtable(L);
-    for (int i = 0; i < 5; i++)
-        if (ind.flags & fw_flag_from_name(flag_names[i])) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, flag_names[i]);
-        }
-    lua_setfield(L, -2, "flags");
-    lua_pushinteger(L, ind.allocated);
-    lua_setfield(L, -2, "allocated");
-    lua_pushinteger(L, ind.frozen);
-    lua_setfield(L, -2, "frozen");
-    lua_pushinteger(L, ind.paid);
-    lua_setfield(L, -2, "paid");
-    lua_pushinteger(L, ind.available);
-    lua_setfield(L, -2, "available");
+    /* In an evaluation, the table is built once and each call gets an
+     * overlay of it (like v: reads fall through, a write makes the copy the
+     * rule's own; flags is read-only). */
+    if (!fw_eval_push_ctx_cache(L)) {
+        push_indicator(L, found, 0);
+        return 1;
+    }
+    int c = lua_gettop(L);
+    if (lua_getfield(L, c, "ind") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, c, "ind");
+    }
+    int t = lua_gettop(L);
+    if (lua_getfield(L, t, id) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        push_indicator(L, found, 1);
+        fw_sbx_push_overlay_mt(L, -1);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, t, id);
+    }
+    fw_sbx_push_overlay(L, -1);
     return 1;
 }
 

@@ -596,8 +596,63 @@ static void move_hits(fw_hit_list *dst, fw_hit_list *src)
     src->n = 0;
 }
 
-static const char *const hit_keys[] = {"message", "level", "details", "key",
-                                       "subject", "unit",  NULL};
+/* Whether k (n bytes) is a field a hit table may have. */
+static int hit_key_ok(const char *k, size_t n)
+{
+    switch (n) {
+    case 3:
+        return memcmp(k, "key", 3) == 0;
+    case 4:
+        return memcmp(k, "unit", 4) == 0;
+    case 5:
+        return memcmp(k, "level", 5) == 0;
+    case 7:
+        return memcmp(k, "message", 7) == 0 || memcmp(k, "details", 7) == 0 ||
+               memcmp(k, "subject", 7) == 0;
+    default:
+        return 0;
+    }
+}
+
+/* Whether s is valid UTF-8 as jansson requires of a string (no overlong
+ * forms, no surrogates, at most U+10FFFF): checked without building a JSON
+ * string. */
+static int utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            if (c == 0)
+                return 0;
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF)
+            len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            len = 4, cp = c & 0x07;
+        else
+            return 0;
+        if (i + len > n)
+            return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
 
 /* Turn the hit table at idx into a pending hit. */
 static void collect_hit_table(lua_State *L, call_args *a, int idx)
@@ -609,11 +664,9 @@ static void collect_hit_table(lua_State *L, call_args *a, int idx)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-        const char *const *ok = hit_keys;
-        while (*ok && strcmp(*ok, k) != 0)
-            ok++;
-        if (!*ok)
+        size_t kl = 1;
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : "?";
+        if (!hit_key_ok(k, kl))
             luaL_error(L, "check returned a hit with unknown field '%s'", k);
     }
     if (lua_getfield(L, idx, "message") != LUA_TSTRING)
@@ -652,10 +705,8 @@ static void collect_hit_table(lua_State *L, call_args *a, int idx)
         unit = lua_tostring(L, -1);
     else if (ut != LUA_TNIL)
         luaL_error(L, "check returned a unit that is not a string");
-    json_t *probe = json_string(msg);
-    if (!probe)
+    if (!utf8_valid(msg, strlen(msg))) /* as far as the hit will keep it */
         luaL_error(L, "check returned a message that is not valid UTF-8");
-    json_decref(probe);
     fw_hit *h = fw_hit_list_add(&a->pending, r->id, level, r->shadow, msg, NULL, key, skind, sid,
                                 unit, a->event_id, r->now);
     int dt = lua_getfield(L, idx, "details");
@@ -685,10 +736,9 @@ static void collect_result(lua_State *L, call_args *a, int idx)
             luaL_error(L, "check returned true (return a message instead)");
         return;
     case LUA_TSTRING: {
-        json_t *probe = json_string(lua_tostring(L, idx));
-        if (!probe)
+        const char *m = lua_tostring(L, idx);
+        if (!utf8_valid(m, strlen(m))) /* as far as the hit will keep it */
             luaL_error(L, "check returned a message that is not valid UTF-8");
-        json_decref(probe);
         if (a->mode == CALL_TICK)
             luaL_error(L, "tick hits must name a subject {kind=, id=}");
         fw_hit_list_add(&a->pending, a->r->id, a->r->level, a->r->shadow, lua_tostring(L, idx),
@@ -721,8 +771,9 @@ static void collect_result(lua_State *L, call_args *a, int idx)
 /* The evaluation's shared event values in a state, registry[eval_ref]:
  * [1] the overlay metatable of v (payroll.run: the part with complete and
  * total_net), [2] the read-only run table (payroll: ctx.run), [3] the
- * overlay metatables of the lines, made at first use. */
-enum { EV_MT = 1, EV_RUN = 2, EV_LINES = 3 };
+ * overlay metatables of the lines, made at first use, [4] ctx results
+ * shared by the rules (fw_eval_push_ctx_cache). */
+enum { EV_MT = 1, EV_RUN = 2, EV_LINES = 3, EV_CTX = 4 };
 
 static uint64_t eval_serial = 1;
 
@@ -806,6 +857,25 @@ static int push_eval(lua_State *L, int i)
     int t = lua_rawgeti(L, -1, i);
     lua_remove(L, -2);
     return t;
+}
+
+int fw_eval_push_ctx_cache(lua_State *L)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    if (s->eval_serial != eval_serial || s->eval_failed || s->eval_ref == LUA_NOREF)
+        return 0;
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, s->eval_ref) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (lua_rawgeti(L, -1, EV_CTX) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, EV_CTX);
+    }
+    lua_remove(L, -2);
+    return 1;
 }
 
 /* Push v for payroll line i: an overlay of the line (its metatable made

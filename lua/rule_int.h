@@ -216,6 +216,10 @@ typedef struct fw_payroll_info {
  * the rules of a state are built again at their first use.  Call before
  * the fw_rule_eval/fw_rule_tick calls of each event. */
 void fw_rule_eval_begin(void);
+/* Push the current evaluation's table for ctx results shared by the rules
+ * of the state and return 1, or return 0 (nothing pushed) outside an
+ * event evaluation. */
+int fw_eval_push_ctx_cache(lua_State *L);
 /* Evaluate this rule for one event (all its dispatch keys).  Appends hits
  * (a failure appends one rule_error hit).  Returns hits appended. */
 int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_hit_list *hits);

@@ -169,12 +169,51 @@ static void failed_call_leaves_no_globals(void **state)
     tl_close(&e);
 }
 
+/* Messages must be valid UTF-8 (checked without jansson now): invalid
+ * bytes, an overlong form, a surrogate and a code point past U+10FFFF are
+ * each a rule_error; valid text of 1-4 byte characters is a hit. */
+static void messages_must_be_utf8(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    static const char *const bad[] = {"\\255abc", "\\192\\175", "\\237\\160\\128",
+                                      "\\244\\144\\128\\128", "ab\\226\\130"};
+    for (int i = 0; i < 5; i++) {
+        char path[1024], text[4096];
+        snprintf(path, sizeof path, "%s/utf_bad%d.lua", e.dir, i);
+        snprintf(
+            text, sizeof text,
+            "return { id = 'utf_bad%d', name = 'u', level = 'blue', on = { 'voucher.created' },\n"
+            "  check = function(v, ctx) return %s'%s'%s end }\n",
+            i, i % 2 ? "" : "{ message = ", bad[i], i % 2 ? "" : " }");
+        assert_int_equal(fw_t_write_file(path, text), 0);
+    }
+    tl_write(e.dir, "utf_good.lua",
+             "return { id = 'utf_good', name = 'u', level = 'blue', on = { 'voucher.created' },\n"
+             "  check = function(v, ctx) return 'a\\195\\169\\228\\184\\173\\240\\159\\152\\128' "
+             "end }\n");
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "1.00"), &hits);
+    assert_int_equal(hits.n, 6);
+    assert_int_equal(tl_count(&hits, "rule_error"), 5);
+    for (int i = 0; i < hits.n; i++)
+        if (strcmp(hits.items[i].rule, "rule_error") == 0)
+            assert_non_null(strstr(hits.items[i].message, "not valid UTF-8"));
+    assert_string_equal(msg_of(&hits, "utf_good", NULL), "a\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80");
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rules_cannot_reach_each_other),
         cmocka_unit_test(shared_event_is_not_modifiable),
         cmocka_unit_test(failed_call_leaves_no_globals),
+        cmocka_unit_test(messages_must_be_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

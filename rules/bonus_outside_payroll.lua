@@ -3,6 +3,20 @@
 -- Fires when payee_type is "individual" and the purpose contains a word of
 -- params.words_list (default etc/lists/bonus_words.txt: 奖/补/贴/加班/慰问).
 -- There is no amount threshold.
+
+-- A state's lists never change (ctx.list), so each is sorted once.
+local sorted_lists = {}
+local function sorted_list(ctx, name)
+  local words = sorted_lists[name]
+  if words == nil then
+    words = {}
+    for w in pairs(ctx.list(name)) do words[#words + 1] = w end
+    table.sort(words)
+    sorted_lists[name] = words
+  end
+  return words
+end
+
 return {
   id = "bonus_outside_payroll",
   name = "工资统发外发放津补贴",
@@ -14,11 +28,8 @@ return {
     if v.payee_type ~= "individual" then
       return nil
     end
-    local words = {}
-    for w in pairs(ctx.list(ctx.params.words_list)) do words[#words + 1] = w end
-    table.sort(words)
     local purpose, found = v.purpose or "", {}
-    for _, w in ipairs(words) do
+    for _, w in ipairs(sorted_list(ctx, ctx.params.words_list)) do
       if ctx.contains(purpose, w) then found[#found + 1] = w end
     end
     if #found == 0 then

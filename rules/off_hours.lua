@@ -42,7 +42,7 @@ return {
     local t = ctx.time(now)
     local date = ctx.date(now)
     local reasons = {}
-    local holiday = not ctx.is_workday(date)
+    local holiday = not ctx.is_workday(now)
     if holiday then
       reasons[#reasons + 1] = ("非工作日（周%s）"):format(WDAY[t.wday])
     end

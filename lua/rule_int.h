@@ -120,9 +120,10 @@ int fw_id_check(const char *id_no, const char **reason, char birth[11]);
 /* Per-evaluation memo of the ctx ledger reads.  Every rule of one
  * evaluation sees the same pre-event ledger, so ctx.indicator(id),
  * ctx.voucher(no), ctx.history{...} (same criteria), ... are answered once
- * at the C level and shared by all rules (each state still gets its own Lua
- * values).  The owner clears it before each evaluation or tick, i.e. before
- * the ledger can change.  Only successful reads are kept. */
+ * at the C level and shared by all rules (each rule still gets Lua values
+ * of its own: fresh tables, or for ctx.indicator an overlay of a table
+ * shared per state and evaluation).  The owner clears it before each evaluation or tick, i.e.
+ * before the ledger can change.  Only successful reads are kept. */
 typedef struct fw_memo fw_memo;
 fw_memo *fw_memo_new(void);
 void fw_memo_clear(fw_memo *m);

@@ -1,6 +1,7 @@
 /*
- * test_lua_event_table.c - the event table v (filled lazily from the JSON
- * body) behaves as the plain table it replaces: reads, writes and deletes,
+ * test_lua_event_table.c - the event table v (a per-call view of the event
+ * converted once per evaluation and shared by the rules) behaves as the
+ * plain table it replaces: reads, writes and deletes,
  * pairs/next/rawget/getmetatable, v in hit details, a v kept past its call
  * (across garbage collections); and the per-evaluation memo of ctx reads:
  * each rule gets its own copy, and a new evaluation sees the ledger as it

@@ -28,6 +28,8 @@
 
 /* ---- sandbox.c ---- */
 
+#define FW_SBX_POOL_MAX 256 /* blocks up to this size come from the state's pool */
+
 typedef struct fw_sbx {
     lua_State *L;
     int refs;                     /* fw_sbx_new: holders (the rules living in it) */
@@ -40,11 +42,15 @@ typedef struct fw_sbx {
     size_t refused_osize, refused_nsize;
     int64_t instr_used, instr_budget;
     int instr_tripped;
-    int hook_step;        /* the current hook count */
-    int genv_ref;         /* registry: the sandbox globals (never handed out) */
-    int envmt_ref;        /* registry: metatable of the rules' environments */
-    void *owner;          /* the fw_rule being called (NULL: the engine, a test file) */
-    json_t *keep;         /* json values to release after the current call */
+    int hook_step; /* the current hook count */
+    int genv_ref;  /* registry: the sandbox globals (never handed out) */
+    int envmt_ref; /* registry: metatable of the rules' environments */
+    void *owner;   /* the fw_rule being called (NULL: the engine, a test file) */
+    json_t *keep;  /* json values to release after the current call */
+    void *pool_free[FW_SBX_POOL_MAX / 16 + 1]; /* free blocks by 16-byte class */
+    void *pool_chunks;                         /* chunks to free at close */
+    char *pool_cur;                            /* the rest of the newest chunk */
+    size_t pool_left;
     uint64_t eval_serial; /* evaluation whose event eval_ref holds (0: none) */
     int eval_ref;         /* registry: that evaluation's shared event values */
     int eval_failed;      /* building them failed: eval_err says why */

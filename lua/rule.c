@@ -795,7 +795,13 @@ static int do_build_eval(lua_State *L)
     lua_createtable(L, 3, 0); /* 2 */
     if (json_is_object(b->body)) {
         fw_push_json(L, b->body); /* 3: S */
-        fw_sbx_readonly_nested(L, 3);
+        const char *k;
+        const json_t *v;
+        int nested = 0;
+        json_object_foreach((json_t *)b->body, k, v) nested |=
+            json_is_object(v) || json_is_array(v);
+        if (nested)
+            fw_sbx_readonly_nested(L, 3);
         if (b->payroll) {
             fw_sbx_push_readonly(L, 3);
             lua_rawseti(L, 2, EV_RUN);

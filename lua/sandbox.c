@@ -898,8 +898,12 @@ void fw_push_json(lua_State *L, const json_t *j)
         {
             if (json_is_null(v))
                 continue;
+            /* pushlstring + rawset: lua_setfield would first look the key's
+             * address up in Lua's C-string cache (a miss: each body has its
+             * own keys) and strcmp its entries */
+            lua_pushlstring(L, k, strlen(k));
             fw_push_json(L, v);
-            lua_setfield(L, -2, k);
+            lua_rawset(L, -3);
         }
         break;
     }

@@ -996,7 +996,9 @@ static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
     memset(&a->pending, 0, sizeof a->pending);
     r->sbx->owner = r;
     int rc = fw_sbx_call(r->sbx, do_call, a, why, sizeof why);
-    /* Globals written during the call die with it. */
+    /* Globals written during the call die with it.  A rule that assigned
+     * _ENV itself (the chunk's upvalue, shared by its functions) gets its
+     * own environment back. */
     lua_State *L = r->sbx->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
     lua_pushnil(L);
@@ -1004,7 +1006,13 @@ static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
         lua_pop(L, 2);
         fw_sbx_clear_env(L, -1);
     }
-    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->main_ref);
+    lua_getupvalue(L, -1, 1);
+    if (!lua_rawequal(L, -1, -3)) {
+        lua_pushvalue(L, -3);
+        lua_setupvalue(L, -3, 1);
+    }
+    lua_pop(L, 3);
     fw_metric_add(r->m_evals, 1);
     fw_metric_add(r->m_seconds, mono_seconds() - t0);
     if (rc == 0) {

@@ -138,8 +138,9 @@ static void shared_event_is_not_modifiable(void **state)
     tl_close(&e);
 }
 
-/* A rule that fails mid-call (after writing a global) leaves nothing for
- * its next call, and the other rules are unaffected. */
+/* A rule that fails mid-call (after writing a global), or replaces its
+ * _ENV, leaves nothing for its next call, and the other rules are
+ * unaffected. */
 static void failed_call_leaves_no_globals(void **state)
 {
     (void)state;
@@ -152,6 +153,14 @@ static void failed_call_leaves_no_globals(void **state)
              "    marker = true\n"
              "    error('boom')\n"
              "  end }\n");
+    tl_write(e.dir, "iso_g.lua",
+             "return { id = 'iso_g', name = 'g', level = 'blue', on = { 'voucher.created' },\n"
+             "  check = function(v, ctx)\n"
+             "    local seen = tostring(kept)\n"
+             "    local mine = setmetatable({ kept = 1 }, { __index = { tostring = tostring } })\n"
+             "    _ENV = mine\n"
+             "    return 'g ' .. seen\n"
+             "  end }\n");
     tl_write(e.dir, "iso_f.lua",
              "return { id = 'iso_f', name = 'f', level = 'blue', on = { 'voucher.created' },\n"
              "  check = function(v, ctx) return 'f ' .. tostring(marker) end }\n");
@@ -159,9 +168,13 @@ static void failed_call_leaves_no_globals(void **state)
     fw_hit_list hits = {0};
     tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "1.00"), &hits);
     tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF2", "1.00"), &hits);
-    assert_int_equal(hits.n, 4);
+    assert_int_equal(hits.n, 6);
     assert_int_equal(tl_count(&hits, "rule_error"), 2);
     assert_int_equal(tl_count(&hits, "iso_e"), 0);
+    /* A rule that replaced its _ENV starts the next call with its own
+     * (empty) environment again. */
+    assert_string_equal(msg_of(&hits, "iso_g", "ZF1"), "g nil");
+    assert_string_equal(msg_of(&hits, "iso_g", "ZF2"), "g nil");
     assert_string_equal(msg_of(&hits, "iso_f", "ZF1"), "f nil");
     assert_string_equal(msg_of(&hits, "iso_f", "ZF2"), "f nil");
     fw_hit_list_free(&hits);

@@ -247,15 +247,23 @@ int main(int argc, char **argv)
            NIND, nhist, ev_seq, load_s, (double)(nhist + ev_seq + NIND) / load_s);
 
     fw_store_exec(st, "PRAGMA synchronous=NORMAL");
-    fw_rules_opts o = {.dir = dir, .etc_dir = etc, .ledger = lg};
+    /* BENCH_NO_HISTORY_CACHE=1: ctx.history by SQL only. */
+    fw_rules_opts o = {.dir = dir,
+                       .etc_dir = etc,
+                       .ledger = lg,
+                       .no_history_cache = getenv("BENCH_NO_HISTORY_CACHE") != NULL};
+    double rt0 = now_s();
     fw_rules *r = fw_rules_new(&o, err, sizeof err);
+    double rules_s = now_s() - rt0;
     if (!r) {
         fprintf(stderr, "rules: %s\n", err);
         return 1;
     }
     if (err[0])
         fprintf(stderr, "rule problems: %s\n", err);
-    printf("rules: %d loaded from %s (version %s)\n", fw_rules_count(r), dir, fw_rules_version(r));
+    printf("rules: %d loaded from %s (version %s) in %.2f s (voucher history cache %s)\n",
+           fw_rules_count(r), dir, fw_rules_version(r), rules_s,
+           o.no_history_cache ? "off" : "loaded");
 
     double *per = malloc(sizeof *per * (size_t)nmeas), total;
     int64_t t0 = T_START + span + 86400;

@@ -334,8 +334,6 @@ static int process_message(fw_app *a, const char *subject, const char *data, int
     }
     if (rc < 0 || savepoint(a, "RELEASE msg") != 0)
         return -1;
-    if (seq && fw_store_meta_set_int(a->store, "intake.last_seq", (int64_t)seq) != 0)
-        return -1;
     if (de_out)
         *de_out = de;
     return de.field[0] ? 1 : 0;
@@ -590,6 +588,14 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
         fw_intake_serve_checks(a->intake, answer_check_cb, a, 2);
         mark = now_seconds();
     }
+    /* The last sequence commits with the effects (once per batch: the
+     * messages are in stream order). */
+    uint64_t last = 0;
+    for (int i = 0; i < n; i++)
+        if (msgs[i]->stream_seq > last)
+            last = msgs[i]->stream_seq;
+    if (applied && fw_store_meta_set_int(a->store, "intake.last_seq", (int64_t)last) != 0)
+        goto fatal;
     /* In deferred mode the COMMIT writes the WAL without fsync; the acks
      * wait for the sync thread (release_durable). */
     double t0 = now_seconds();

@@ -15,6 +15,7 @@
  * rows.
  */
 #include "daemon/ledger.h"
+#include "daemon/schema.h"
 
 const char fw_ledger_schema[] =
     "CREATE TABLE indicators ("
@@ -230,3 +231,23 @@ const char fw_ledger_schema[] =
     "  occurred_at INTEGER NOT NULL"
     ") STRICT, WITHOUT ROWID;"
     "CREATE INDEX subsidies_person ON subsidies(emp_id, kind, pay_year, pay_month);";
+
+/* Migration "ledger_lean": indexes no query of the daemon uses.  Every
+ * secondary index costs each insert (or state change) a B-tree descent and
+ * a dirty page that the commit writes to the WAL, and the ones keyed by unit
+ * or indicator first spread a batch's inserts over dozens of pages.  The
+ * rule pack's windows use: vouchers_unit_settle_created (cash_over_limit),
+ * vouchers_unit_econ_created (sangong_budget), vouchers_payee_created
+ * (duplicate_payment, split_payment), vouchers_payee_returned
+ * (returned_repeatedly), vouchers_indicator_paid (year_end_rush),
+ * vouchers_sent (stuck_voucher); the views and the trace use voucher_no and
+ * the ledger_entries indexes.  A window by unit, indicator or time alone
+ * (no shipped rule asks one) is still answered through the unit's or the
+ * indicator's other indexes. */
+const char fw_ledger_lean_schema[] = "DROP INDEX vouchers_unit_created;"
+                                     "DROP INDEX vouchers_indicator_created;"
+                                     "DROP INDEX vouchers_created;"
+                                     "DROP INDEX vouchers_unit_returned;"
+                                     "DROP INDEX vouchers_returned;"
+                                     "DROP INDEX vouchers_unit_paid;"
+                                     "DROP INDEX vouchers_paid;";

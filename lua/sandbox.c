@@ -156,8 +156,13 @@ static void pool_release(fw_sbx *s)
 /* realloc through the pool for blocks of at most FW_SBX_POOL_MAX bytes. */
 static void *block_realloc(fw_sbx *s, void *ptr, size_t old, size_t nsize)
 {
-    if (!SBX_POOL)
+    if (!SBX_POOL) {
+        if (nsize == 0) { /* realloc(p, 0) need not free */
+            free(ptr);
+            return NULL;
+        }
         return realloc(ptr, nsize);
+    }
     int old_small = ptr && old <= FW_SBX_POOL_MAX, new_small = nsize <= FW_SBX_POOL_MAX;
     if (nsize == 0) {
         if (old_small)

@@ -19,6 +19,7 @@
  * BENCH_CLOCK=cpu measures thread CPU time instead of wall time;
  * BENCH_EVAL_ONLY=1 leaves the measured vouchers unapplied (profiling).
  */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,17 +254,22 @@ int main(int argc, char **argv)
                        .ledger = lg,
                        .no_history_cache = getenv("BENCH_NO_HISTORY_CACHE") != NULL};
     double rt0 = now_s();
+    struct mallinfo2 mi0 = mallinfo2(); /* small blocks + mmapped ones */
+    size_t heap0 = mi0.uordblks + mi0.hblkhd;
     fw_rules *r = fw_rules_new(&o, err, sizeof err);
     double rules_s = now_s() - rt0;
+    struct mallinfo2 mi1 = mallinfo2();
+    double rules_mb = ((double)(mi1.uordblks + mi1.hblkhd) - (double)heap0) / 1048576.0;
     if (!r) {
         fprintf(stderr, "rules: %s\n", err);
         return 1;
     }
     if (err[0])
         fprintf(stderr, "rule problems: %s\n", err);
-    printf("rules: %d loaded from %s (version %s) in %.2f s (voucher history cache %s)\n",
-           fw_rules_count(r), dir, fw_rules_version(r), rules_s,
-           o.no_history_cache ? "off" : "loaded");
+    printf("rules: %d loaded from %s (version %s) in %.2f s, +%.1f MiB heap (voucher history "
+           "cache %s)\n",
+           fw_rules_count(r), dir, fw_rules_version(r), rules_s, rules_mb,
+           o.no_history_cache ? "off" : "included");
 
     double *per = malloc(sizeof *per * (size_t)nmeas), total;
     int64_t t0 = T_START + span + 86400;
@@ -338,7 +344,8 @@ int main(int argc, char **argv)
                      k);
             fw_t_write_file(path, text);
         }
-        fw_rules_opts eo = {.dir = edir, .etc_dir = etc, .ledger = lg};
+        /* no ctx.history here: no voucher cache to load */
+        fw_rules_opts eo = {.dir = edir, .etc_dir = etc, .ledger = lg, .no_history_cache = 1};
         fw_rules *er = fw_rules_new(&eo, err, sizeof err);
         int n = pass ? calls / EMPTY_RULES : calls;
         double a = now_s();

@@ -204,6 +204,9 @@ int main(int argc, char **argv)
            hist_quantile(m, "fundwatch_loop_hold_seconds", 0.99) * 1000, sc,
            sc > 0 ? ss / sc * 1000 : 0, kc, kc > 0 ? ks / kc * 1000 : 0,
            hist_quantile(m, "fundwatch_checkpoint_seconds", 0.99) * 1000);
+    printf("  intake held back (waiting for an fsync before a checkpoint or an alert flush, or "
+           "after a checkpoint): %.2f s\n",
+           metric(m, "fundwatch_intake_held_seconds_total"));
     result("e2e_loop_hold_ms_mean", hc > 0 ? hs / hc * 1000 : 0, "ms");
     result("e2e_loop_hold_ms_p99", hist_quantile(m, "fundwatch_loop_hold_seconds", 0.99) * 1000,
            "ms");

@@ -70,6 +70,9 @@ struct fw_app {
     int flush_due;      /* committed alerts/SMS not yet flushed/kicked */
     double flush_since; /* when flush_due was set */
     int intake_held;    /* we asked the intake to hold stream messages */
+    double held_since;
+    double wal_hold_backoff; /* no hold for a big WAL before this time */
+    struct event *ev_hold_timeout;
     struct event *ev_synced;
     char rules_sig[65];
 
@@ -79,7 +82,7 @@ struct fw_app {
     int64_t alerts_created;
 
     fw_metric *m_in[FW_KIND__COUNT];
-    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat, *m_hold;
+    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat, *m_hold, *m_held;
 };
 
 static const double k_batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
@@ -110,6 +113,11 @@ static void init_metrics(fw_app *a)
                                      NULL, k_batch_bounds, 11);
     a->m_commit = fw_metric_histogram("fundwatch_commit_seconds", "Batch commit latency", NULL,
                                       k_lat_bounds, 11);
+    a->m_held = fw_metric_counter("fundwatch_intake_held_seconds_total",
+                                  "Time the intake held batches back: waiting for an fsync before "
+                                  "a checkpoint or an alert flush, or for the database fsync after "
+                                  "a checkpoint",
+                                  NULL);
     a->m_hold = fw_metric_histogram(
         "fundwatch_loop_hold_seconds",
         "Per batch, the longest stretch the loop could not answer a check (a message, or the "
@@ -498,6 +506,19 @@ static void hold_intake(fw_app *a, int hold)
 {
     if (a->intake_held != hold && a->intake) {
         a->intake_held = hold;
+        if (hold) {
+            a->held_since = now_seconds();
+            /* A hold ends when the fsyncs it waits for are done; a reader
+             * of another process can keep a checkpoint from finishing, so a
+             * hold for a big WAL gives up after a while. */
+            static const struct timeval limit = {0, 500000};
+            if (a->ev_hold_timeout)
+                event_add(a->ev_hold_timeout, &limit);
+        } else {
+            fw_metric_add(a->m_held, now_seconds() - a->held_since);
+            if (a->ev_hold_timeout)
+                event_del(a->ev_hold_timeout);
+        }
         fw_intake_hold(a->intake, hold);
     }
 }
@@ -508,8 +529,10 @@ static void hold_intake(fw_app *a, int hold)
  * the SMS sender - they read their outbox tables, which may hold rows of
  * later batches, so they wait for a moment when all of them are durable
  * (a notice of an alert that a power loss then erases would be sent again,
- * with another id, when the message is redelivered; an SMS twice) - and
- * take a checkpoint step when one is due. */
+ * with another id, when the message is redelivered; an SMS twice).  And a
+ * checkpoint step (the store copies only durable frames). */
+static int wal_hold_wanted(fw_app *a);
+
 static void release_durable(fw_app *a)
 {
     fw_store *st = a->store;
@@ -522,19 +545,37 @@ static void release_durable(fw_app *a)
         a->nacks--;
     }
     publish_dlq(a, durable);
-    if (durable != fw_store_committed(st) || fw_store_in_txn(st))
+    if (fw_store_in_txn(st))
+        return;
+    if (fw_store_checkpoint_step(st) < 0) {
+        a->exit_code = 1;
+        event_base_loopbreak(a->base);
+        return;
+    }
+    if (durable != fw_store_committed(st))
         return;
     if (a->flush_due) {
         a->flush_due = 0;
         fw_alerts_flush(a->alerts);
         fw_sms_kick(a->sms);
     }
-    if (fw_store_checkpoint_step(st) < 0) {
-        a->exit_code = 1;
-        event_base_loopbreak(a->base);
-        return;
-    }
-    hold_intake(a, fw_store_write_held(st));
+    hold_intake(a, wal_hold_wanted(a));
+}
+
+static void on_hold_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    fw_app *a = arg;
+    FW_WARN("store.hold_timeout", "wal_too_big=%d in_flight=%llu", fw_store_wal_too_big(a->store),
+            (unsigned long long)(fw_store_committed(a->store) - fw_store_durable(a->store)));
+    a->wal_hold_backoff = now_seconds() + 5;
+    hold_intake(a, 0);
+}
+
+/* Hold batches for a big WAL (see fw_store_wal_too_big)? */
+static int wal_hold_wanted(fw_app *a)
+{
+    return fw_store_wal_too_big(a->store) && now_seconds() >= a->wal_hold_backoff;
 }
 
 /* The sync thread finished an fdatasync (deferred mode). */
@@ -556,7 +597,7 @@ static void on_synced(evutil_socket_t fd, short what, void *arg)
 /* Alert notices wait at most this long for a moment when every commit is
  * durable; under a steady backlog there is none, so the intake is held for
  * one fdatasync. */
-static const double k_flush_max_wait = 0.05;
+static const double k_flush_max_wait = 0.1;
 
 static void on_messages(void *ud, fw_intake_msg **msgs, int n)
 {
@@ -621,8 +662,7 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
     }
     release_durable(a); /* full / normal: durable now, acked at once */
     if (fw_store_durable(a->store) < fw_store_committed(a->store) &&
-        (fw_store_checkpoint_due(a->store) ||
-         (a->flush_due && t1 - a->flush_since > k_flush_max_wait)))
+        (wal_hold_wanted(a) || (a->flush_due && t1 - a->flush_since > k_flush_max_wait)))
         hold_intake(a, 1); /* until release_durable finds nothing in flight */
     double t = now_seconds();
     fw_metric_observe(a->m_hold, t - mark > hold ? t - mark : hold);
@@ -1086,6 +1126,7 @@ int fw_app_run(fw_config *cfg)
             event_new(a->base, fw_store_sync_fd(a->store), EV_READ | EV_PERSIST, on_synced, a);
         event_add(a->ev_synced, NULL);
     }
+    a->ev_hold_timeout = event_new(a->base, -1, 0, on_hold_timeout, a);
     a->ev_sigterm = evsignal_new(a->base, SIGTERM, on_stop_signal, a);
     a->ev_sigint = evsignal_new(a->base, SIGINT, on_stop_signal, a);
     a->ev_sighup = evsignal_new(a->base, SIGHUP, on_sighup, a);
@@ -1122,8 +1163,9 @@ out:
         fw_intake_free(a->intake);
     if (a->http)
         fw_http_stop(a->http);
-    struct event *evs[] = {a->ev_sigterm, a->ev_sigint,      a->ev_sighup, a->ev_drain,
-                           a->ev_tick,    a->ev_alerts_tick, a->ev_watch,  a->ev_synced};
+    struct event *evs[] = {a->ev_sigterm, a->ev_sigint, a->ev_sighup,
+                           a->ev_drain,   a->ev_tick,   a->ev_alerts_tick,
+                           a->ev_watch,   a->ev_synced, a->ev_hold_timeout};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

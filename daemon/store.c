@@ -29,6 +29,12 @@ typedef struct stmt_slot {
  * 4 MiB took 5.7 ms mean (p99 <= 25 ms) in bench_e2e, steps of 1 MiB 2.4 ms
  * (p99 <= 10 ms) for the same throughput (a batch adds ~200 frames). */
 static const int k_ckpt_frames = 256;
+/* The WAL restarts (is written from its start again) only when a checkpoint
+ * copied all of it and no reader needs it; while batches keep coming, each
+ * checkpoint copies up to the pinned commit and the WAL grows.  Past this
+ * size (64 MiB) the intake is held for one quiet moment (see
+ * fw_store_wal_too_big). */
+static const int k_wal_max_frames = 16384;
 
 struct fw_store {
     sqlite3 *db;
@@ -39,14 +45,23 @@ struct fw_store {
 
     /* Deferred durability (see store.h).  Loop-only fields first. */
     fw_sync_mode sync;
-    int deferred;      /* the sync thread runs */
-    int deferring;     /* inside fw_store_commit_deferred's COMMIT */
-    int hook_error;    /* an inline fdatasync failed in the WAL hook */
-    uint64_t commits;  /* commits made (WAL hook) */
-    uint64_t durable;  /* highest commit known durable */
-    int wal_frames;    /* frames in the WAL after the last commit */
-    int ckpt_frames;   /* frames the last checkpoint had backfilled */
-    int db_sync_wait;  /* a checkpoint's database fdatasync is pending */
+    int deferred;     /* the sync thread runs */
+    int deferring;    /* inside fw_store_commit_deferred's COMMIT */
+    int hook_error;   /* an inline fdatasync failed in the WAL hook */
+    uint64_t commits; /* commits made (WAL hook) */
+    uint64_t durable; /* highest commit known durable */
+    int wal_frames;   /* frames in the WAL after the last commit */
+    int ckpt_frames;  /* frames the last checkpoint had backfilled */
+    /* The pin: a second, read-only connection (on the loop too) whose read
+     * transaction, opened at a commit, (1) keeps a checkpoint from copying
+     * frames past that commit and (2) keeps any writer from restarting the
+     * WAL until the database file's fdatasync is done.  pin_state: 0 idle,
+     * 1 pinned at commit pin_commit (waiting for it to be durable), 2
+     * checkpointed (waiting for the database fdatasync). */
+    sqlite3 *pin;
+    int pin_state;
+    uint64_t pin_commit;
+    int restart_ready; /* the last checkpoint copied all and the db is synced */
     int wal_fd, db_fd; /* opened by the store for fdatasync only */
     int pipe_rd, pipe_wr;
 
@@ -218,8 +233,10 @@ static int on_wal_commit(void *ud, sqlite3 *db, const char *name, int frames)
     fw_store *st = ud;
     if (strcmp(name, "main") != 0)
         return SQLITE_OK;
-    if (frames < st->wal_frames)
+    if (frames < st->wal_frames) {
         st->ckpt_frames = 0; /* the WAL restarted */
+        st->restart_ready = 0;
+    }
     st->wal_frames = frames;
     st->commits++;
     if (st->deferring)
@@ -231,31 +248,6 @@ static int on_wal_commit(void *ud, sqlite3 *db, const char *name, int frames)
     }
     st->durable = st->commits;
     return SQLITE_OK;
-}
-
-/* Wait (on the loop) for a checkpoint's database fdatasync: a write
- * transaction must not restart the WAL before it. */
-static int wait_db_sync(fw_store *st)
-{
-    if (!st->db_sync_wait)
-        return 0;
-    double t0 = mono_seconds();
-    pthread_mutex_lock(&st->lock);
-    while (!st->sync_failed && st->done_db < st->want_db)
-        pthread_cond_wait(&st->cond, &st->lock);
-    int failed = st->sync_failed;
-    pthread_mutex_unlock(&st->lock);
-    st->db_sync_wait = 0;
-    FW_DEBUG("store.waited_db_sync", "ms=%.3f", (mono_seconds() - t0) * 1e3);
-    return failed ? -1 : 0;
-}
-
-/* Commit hook: autocommit writes (no fw_store_begin) wait here too.
- * Returning non-zero would turn the commit into a rollback. */
-static int on_commit_hook(void *ud)
-{
-    fw_store *st = ud;
-    return wait_db_sync(st) != 0;
 }
 
 static int start_deferred(fw_store *st, char *err, int errlen)
@@ -287,7 +279,12 @@ static int start_deferred(fw_store *st, char *err, int errlen)
         return -1;
     }
     sqlite3_wal_hook(st->db, on_wal_commit, st);
-    sqlite3_commit_hook(st->db, on_commit_hook, st);
+    if (sqlite3_open_v2(st->path, &st->pin, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, (size_t)errlen, "%s: cannot open the checkpoint pin: %s", st->path,
+                 st->pin ? sqlite3_errmsg(st->pin) : "out of memory");
+        return -1;
+    }
     st->m_sync =
         fw_metric_histogram("fundwatch_wal_sync_seconds", "fdatasync of the WAL on the sync thread",
                             NULL, k_sync_bounds, 11);
@@ -313,6 +310,14 @@ static void stop_deferred(fw_store *st)
         pthread_cond_broadcast(&st->cond);
         pthread_mutex_unlock(&st->lock);
         pthread_join(st->thr, NULL);
+        /* Every sync asked for is done: the pin can go. */
+        if (st->pin_state)
+            sqlite3_exec(st->pin, "COMMIT", NULL, NULL, NULL);
+        st->pin_state = 0;
+        /* Before the main connection: the last connection to close
+         * checkpoints and removes the WAL. */
+        sqlite3_close_v2(st->pin);
+        st->pin = NULL;
         pthread_mutex_destroy(&st->lock);
         pthread_cond_destroy(&st->cond);
         st->deferred = 0;
@@ -321,7 +326,6 @@ static void stop_deferred(fw_store *st)
          * copying (with OFF a power loss right after the close could lose
          * what the deleted WAL held). */
         sqlite3_wal_hook(st->db, NULL, NULL);
-        sqlite3_commit_hook(st->db, NULL, NULL);
         sqlite3_exec(st->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     }
 }
@@ -330,6 +334,9 @@ static void stop_deferred(fw_store *st)
  * lock the process holds on it, SQLite's included. */
 static void close_fds(fw_store *st)
 {
+    if (st->pin)
+        sqlite3_close_v2(st->pin);
+    st->pin = NULL;
     int fds[] = {st->wal_fd, st->db_fd, st->pipe_rd, st->pipe_wr};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
@@ -389,26 +396,49 @@ int fw_store_sync_poll(fw_store *st)
         return -1;
     if (done > st->durable)
         st->durable = done;
-    if (db_done)
-        st->db_sync_wait = 0;
+    if (db_done && st->pin_state == 2) {
+        /* The copied pages are on disk: the WAL may restart now. */
+        sqlite3_exec(st->pin, "COMMIT", NULL, NULL, NULL);
+        st->pin_state = 0;
+        st->restart_ready = st->ckpt_frames >= st->wal_frames;
+    }
     return 0;
-}
-
-int fw_store_write_held(const fw_store *st)
-{
-    return st->db_sync_wait;
 }
 
 int fw_store_checkpoint_due(const fw_store *st)
 {
-    return st->deferred && st->wal_frames - st->ckpt_frames >= k_ckpt_frames;
+    return st->deferred &&
+           (st->wal_frames - st->ckpt_frames >= k_ckpt_frames ||
+            (st->wal_frames >= k_wal_max_frames && st->ckpt_frames < st->wal_frames));
+}
+
+int fw_store_wal_too_big(const fw_store *st)
+{
+    return st->deferred && st->wal_frames >= k_wal_max_frames && !st->restart_ready;
 }
 
 int fw_store_checkpoint_step(fw_store *st)
 {
-    if (!fw_store_checkpoint_due(st) || st->depth > 0 || st->db_sync_wait ||
-        st->durable != st->commits)
+    if (!st->deferred || st->depth > 0 || st->pin_state == 2)
         return 0;
+    if (st->pin_state == 0) {
+        if (!fw_store_checkpoint_due(st))
+            return 0;
+        /* Pin the WAL as of the last commit: its read mark bounds what the
+         * checkpoint below may copy to frames of commits up to here. */
+        char *msg = NULL;
+        if (sqlite3_exec(st->pin, "BEGIN; SELECT count(*) FROM sqlite_schema;", NULL, NULL, &msg) !=
+            SQLITE_OK) {
+            FW_ERROR("store.pin_failed", "error=\"%s\"", msg ? msg : "");
+            sqlite3_free(msg);
+            sqlite3_exec(st->pin, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        st->pin_state = 1;
+        st->pin_commit = st->commits;
+    }
+    if (st->durable < st->pin_commit)
+        return 0; /* copy only frames that are on disk in the WAL */
     double t0 = mono_seconds();
     int log = 0, ckpt = 0;
     int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
@@ -417,17 +447,20 @@ int fw_store_checkpoint_step(fw_store *st)
         FW_ERROR("store.checkpoint_failed", "error=\"%s\"", sqlite3_errmsg(st->db));
         return -1;
     }
-    /* Backfilled frames may have made the WAL restartable: the database
-     * file must be on disk before the next write transaction. */
     if (ckpt > st->ckpt_frames) {
-        st->db_sync_wait = 1;
+        /* Pages were copied: keep the pin (no WAL restart) until the
+         * database file has them on disk. */
+        st->pin_state = 2;
         pthread_mutex_lock(&st->lock);
         st->want_db++;
         pthread_cond_signal(&st->cond);
         pthread_mutex_unlock(&st->lock);
+    } else {
+        sqlite3_exec(st->pin, "COMMIT", NULL, NULL, NULL);
+        st->pin_state = 0;
     }
-    /* Frames a reader still needs stay in the WAL: count from what was
-     * copied, so the next step waits for another k_ckpt_frames. */
+    /* Count from what was copied, so the next step waits for another
+     * k_ckpt_frames of new frames. */
     st->ckpt_frames = ckpt > 0 ? ckpt : st->wal_frames;
     FW_DEBUG("store.checkpoint", "wal_frames=%d backfilled=%d ms=%.3f", log, ckpt,
              (mono_seconds() - t0) * 1e3);
@@ -585,11 +618,6 @@ int fw_store_begin(fw_store *st)
 {
     if (st->depth++ > 0)
         return 0;
-    if (wait_db_sync(st) != 0) {
-        st->depth = 0;
-        FW_ERROR("store.begin_failed", "error=\"database fsync failed\"");
-        return -1;
-    }
     sqlite3_stmt *s = fw_store_stmt(st, "BEGIN IMMEDIATE");
     int rc = sqlite3_step(s);
     fw_store_done(s);

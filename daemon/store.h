@@ -47,27 +47,37 @@
  *    before that fdatasync, so nothing acked is lost, and nothing is ever
  *    half applied (intake.last_seq commits with the batch's effects, so the
  *    unacked tail is redelivered and applied again).
- * 2. A checkpoint copies WAL frames into the database file.  It runs only
- *    from fw_store_checkpoint_step(), on the loop, between batches, and only
- *    when every commit is durable (durable == committed): so the database
- *    file never receives a page whose WAL frame could still be lost (the WAL
- *    replays over whatever the copy left on disk, torn pages included).
- * 3. After a checkpoint that copied frames, the next write transaction may
- *    restart the WAL (new salt: the old frames stop counting).  Before that,
- *    the copied pages must be on disk in the database file.  So the
- *    checkpoint asks the sync thread to fdatasync the database file, and
- *    until it reports back fw_store_write_held() is true: the intake holds
- *    new batches (checks are still answered), and fw_store_begin() or any
- *    autocommit write (a commit hook) waits for it.
+ * 2. A checkpoint copies WAL frames into the database file: the database
+ *    file must never receive a page whose WAL frame could still be lost
+ *    (the WAL replays over whatever the copy left on disk, torn pages
+ *    included, but only if the WAL has the frames).  Checkpoints run only
+ *    from fw_store_checkpoint_step(), on the loop, between batches, in steps
+ *    of ~1 MiB of WAL, and are bounded by a "pin": a second, read-only
+ *    connection of the store (also used on the loop only) opens a read
+ *    transaction at commit N; SQLite's PASSIVE checkpoint never copies
+ *    frames past the read mark of a live reader, and the step runs only
+ *    once commit N is durable.  So batches after N may be committed and in
+ *    flight meanwhile.
+ * 3. After a checkpoint, a writer may restart the WAL (write it again from
+ *    the start with a new salt: the old frames stop counting) once every
+ *    frame is copied and no reader uses the WAL.  Before that, the copied
+ *    pages must be on disk in the database file.  The pin is kept open
+ *    until the sync thread has fdatasync()ed the database file: a live
+ *    reader with a read mark keeps every writer (ours, or another process's)
+ *    from restarting the WAL, so writes go on (appended) meanwhile.
  * 4. fw_store_close() finishes outstanding syncs and switches the
  *    connection to synchronous=FULL before closing, so the checkpoint SQLite
  *    runs at close (which then deletes the WAL) syncs the WAL before and the
  *    database after copying.
  *
- * Left open: another process writing the same database (the CLI, e.g.
- * `fundwatch alerts transition`) in the few milliseconds between a daemon
- * checkpoint and the database fdatasync could restart the WAL; the window is
- * milliseconds and needs a power loss inside it.
+ * While batches keep coming, a checkpoint never copies the whole WAL, so
+ * the WAL never restarts and grows; past 64 MiB fw_store_wal_too_big() asks
+ * the caller to hold new batches for one quiet moment (every commit
+ * durable, a checkpoint of everything, the database fdatasync), after which
+ * the next write restarts the WAL.
+ *
+ * The store sets the connection's WAL hook (SQLite keeps one per
+ * connection; sqlite3_wal_autocheckpoint would replace it).
  */
 #ifndef FW_STORE_H
 #define FW_STORE_H
@@ -117,20 +127,23 @@ uint64_t fw_store_durable(const fw_store *st);
 uint64_t fw_store_committed(const fw_store *st);
 /* A descriptor that turns readable when the sync thread finished something
  * (-1 without a sync thread); then call fw_store_sync_poll(): it updates
- * fw_store_durable() and fw_store_write_held().  -1 if an fsync failed:
- * nothing more may be acked, the process should stop. */
+ * fw_store_durable() and ends a checkpoint whose database fdatasync is
+ * done.  -1 if an fsync failed: nothing more may be acked, the process
+ * should stop. */
 int fw_store_sync_fd(const fw_store *st);
 int fw_store_sync_poll(fw_store *st);
-/* True between a checkpoint and the database file's fdatasync: no write
- * transaction may start (fw_store_begin would wait). */
-int fw_store_write_held(const fw_store *st);
 /* Whether the WAL has grown enough since the last checkpoint for one. */
 int fw_store_checkpoint_due(const fw_store *st);
-/* When a checkpoint is due, no transaction is open and every commit is
- * durable: a PASSIVE checkpoint, then the database fdatasync on the sync
- * thread (fw_store_write_held() until it is done).  Returns 1 when it ran,
- * 0 when not (not due, or not possible now), -1 on error. */
+/* Call between transactions, after commits and after fw_store_sync_poll:
+ * pins the last commit when a checkpoint is due, and once that commit is
+ * durable runs a PASSIVE checkpoint up to it and has the sync thread
+ * fdatasync the database file.  Returns 1 when a checkpoint ran, 0 when
+ * not (not due, or waiting for an fsync), -1 on error. */
 int fw_store_checkpoint_step(fw_store *st);
+/* The WAL is past 64 MiB and cannot restart while batches keep coming:
+ * hold new batches until this turns false (it takes every commit durable,
+ * then fw_store_checkpoint_step calls after fw_store_sync_poll). */
+int fw_store_wal_too_big(const fw_store *st);
 
 /* Exec a literal SQL script (no results). 0 or -1 (logged). */
 int fw_store_exec(fw_store *st, const char *sql);

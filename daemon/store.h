@@ -65,10 +65,10 @@
  *    until the sync thread has fdatasync()ed the database file: a live
  *    reader with a read mark keeps every writer (ours, or another process's)
  *    from restarting the WAL, so writes go on (appended) meanwhile.
- * 4. fw_store_close() finishes outstanding syncs and switches the
- *    connection to synchronous=FULL before closing, so the checkpoint SQLite
- *    runs at close (which then deletes the WAL) syncs the WAL before and the
- *    database after copying.
+ * 4. fw_store_close() finishes outstanding syncs, closes the pin and
+ *    switches the connection to synchronous=FULL before closing, so the
+ *    checkpoint SQLite runs at close (which then deletes the WAL) syncs the
+ *    WAL before and the database after copying.
  *
  * While batches keep coming, a checkpoint never copies the whole WAL, so
  * the WAL never restarts and grows; past 64 MiB fw_store_wal_too_big() asks

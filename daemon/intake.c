@@ -25,6 +25,11 @@ typedef struct msg_queue {
 struct fw_intake {
     struct event_base *base;
     natsConnection *nc;
+    /* Pre-payment checks have a connection of their own, which writes each
+     * reply at once (SendAsap): on the stream connection a reply waits for
+     * cnats's flusher thread, which sleeps 1 ms to gather more data, and it
+     * would queue behind acks.  Its callbacks only log. */
+    natsConnection *check_nc;
     jsCtx *js;
     char *stream, *consumer, *subjects;
     int64_t max_ack_pending, ack_wait;
@@ -520,6 +525,18 @@ static void on_flushed(evutil_socket_t fd, short what, void *arg)
         in->flush_done(in->flush_ud);
 }
 
+static void on_check_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc, (void)closure;
+    FW_WARN("nats.check_disconnected", NULL);
+}
+
+static void on_check_connected(natsConnection *nc, void *closure)
+{
+    (void)nc, (void)closure;
+    FW_INFO("nats.check_connected", NULL);
+}
+
 static void *flush_main(void *arg)
 {
     fw_intake *in = arg;
@@ -609,6 +626,36 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
     }
     if (s == NATS_OK)
         s = natsConnection_JetStream(&in->js, in->nc, NULL);
+    /* The check connection: the same servers, its own reader thread (never
+     * the loop's adapter), replies written as soon as they are published. */
+    if (s == NATS_OK) {
+        natsOptions_Destroy(opts);
+        opts = NULL;
+        s = natsOptions_Create(&opts);
+    }
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(opts, list, nurls);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(opts, "fundwatch-check");
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(opts, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(opts, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_check_connected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(opts, on_check_disconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(opts, on_check_connected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(opts, on_nats_error, NULL);
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&in->check_nc, opts);
+        if (s == NATS_NOT_YET_CONNECTED)
+            s = NATS_OK; /* retried in the background, like the stream connection */
+    }
     free(urls);
     natsOptions_Destroy(opts);
     if (s != NATS_OK) {
@@ -622,8 +669,8 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
 
 int fw_intake_start(fw_intake *in)
 {
-    natsStatus s = natsConnection_QueueSubscribe(&in->check_sub, in->nc, CHECK_SUBJECT, CHECK_QUEUE,
-                                                 on_check_msg, in);
+    natsStatus s = natsConnection_QueueSubscribe(&in->check_sub, in->check_nc, CHECK_SUBJECT,
+                                                 CHECK_QUEUE, on_check_msg, in);
     if (s != NATS_OK) {
         FW_ERROR("intake.check_subscribe_failed", "status=%s", natsStatus_GetText(s));
         return -1;
@@ -688,6 +735,8 @@ void fw_intake_free(fw_intake *in)
         pthread_join(in->flush_thr, NULL);
     /* Destroying subscriptions waits for their callbacks; close first so no
      * new message arrives meanwhile. */
+    if (in->check_nc)
+        natsConnection_Close(in->check_nc);
     if (in->nc) {
         natsConnection_Close(in->nc);
         struct timespec until;
@@ -702,6 +751,7 @@ void fw_intake_free(fw_intake *in)
     natsSubscription_Destroy(in->sub);
     natsSubscription_Destroy(in->old_sub);
     natsSubscription_Destroy(in->check_sub);
+    natsConnection_Destroy(in->check_nc);
     jsCtx_Destroy(in->js);
     natsConnection_Destroy(in->nc);
     fw_intake_msg *m;
@@ -771,7 +821,7 @@ int fw_intake_reply(fw_intake *in, const fw_intake_msg *m, const char *data, int
 {
     if (!m->reply)
         return -1;
-    return natsConnection_Publish(in->nc, m->reply, data, len) == NATS_OK ? 0 : -1;
+    return natsConnection_Publish(in->check_nc, m->reply, data, len) == NATS_OK ? 0 : -1;
 }
 
 int fw_intake_ready(const fw_intake *in)

@@ -22,8 +22,11 @@
  * consumer delivers them again); a redelivery of a message at or below the
  * committed sequence is acked without processing.
  *
- * The same connection serves the pre-payment check (core NATS request/reply,
- * queue group `fundwatch`) and publishes DLQ copies and alert changes.
+ * The same connection publishes DLQ copies and alert changes.  The
+ * pre-payment check (core NATS request/reply, queue group `fundwatch`) has a
+ * second connection that writes each reply at once (no flusher thread, no
+ * queueing behind acks); its requests reach the loop through the same queue
+ * lock and are served ahead of, and between, stream messages.
  */
 #ifndef FW_INTAKE_H
 #define FW_INTAKE_H

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "daemon/log.h"
+#include "daemon/voucher_cache.h"
 #include "daemon/money.h"
 #include "daemon/timeutil.h"
 
@@ -185,12 +186,14 @@ static int change_balances(fw_ledger *l, fw_indicator *ind, int64_t d_allocated,
     if (d_allocated || d_frozen || d_paid) {
         sqlite3_stmt *s = fw_store_stmt(l->st, "UPDATE indicators SET allocated = ?2, frozen = ?3,"
                                                " paid = ?4 WHERE indicator_id = ?1");
+        fw_vcache_indicator_written(l, ind->indicator_id);
         fw_bind_text(s, 1, ind->indicator_id);
         sqlite3_bind_int64(s, 2, ind->allocated);
         sqlite3_bind_int64(s, 3, ind->frozen);
         sqlite3_bind_int64(s, 4, ind->paid);
         if (fw_ledger_step_done(l, s, "update_indicator") < 0)
             return -1;
+        fw_vcache_indicator_balances(l, ind);
         if (add_flag_totals(l, ind, d_allocated) < 0)
             return -1;
     }
@@ -361,6 +364,7 @@ static int apply_allocate(fw_ledger *l, const fw_event *ev, fw_ledger_result *re
                    " fund_type, fund_source, project_code, flags, allocated, frozen, paid,"
                    " created_doc, created_event, created_at)"
                    " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,0,0,0,?10,?11,?12)");
+        fw_vcache_indicator_written(l, id);
         /* Bind the event's full strings, not the struct's bounded copies. */
         fw_bind_text(s, 1, id);
         fw_bind_text(s, 2, fw_ledger_jstr(b, "unit_code"));

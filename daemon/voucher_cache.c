@@ -20,6 +20,7 @@
 #include "daemon/log.h"
 
 #define PENDING_MAX 200000 /* more rows written than this: reload instead */
+#define IND_MAX 65536      /* more indicators asked than this: start again */
 
 typedef struct vc_entry {
     int64_t rowid, created_at, amount;
@@ -33,6 +34,16 @@ typedef struct vc_pair {
     uint32_t *ids;             /* entry indexes, sorted by (created_at, rowid) */
     uint32_t n, cap;
 } vc_pair;
+
+/* One indicator as SQL gave it (found) or its absence (!found); the key is
+ * ind.indicator_id (ids of 64 bytes or more are not cached). */
+typedef struct ic_entry {
+    uint64_t gen;     /* valid while equal to the cache's igen */
+    uint64_t was_gen; /* igen when fw_vcache_indicator_written dropped it */
+    int was_valid;    /* it was valid then (the UPDATE's new balances may be put) */
+    int found;
+    fw_indicator ind;
+} ic_entry;
 
 struct fw_vcache {
     fw_ledger *l;
@@ -57,6 +68,17 @@ struct fw_vcache {
     int invalid;      /* a rollback or another connection: reload before use */
     int64_t data_version;
     long loads;
+    /* indicators (ctx.indicator) */
+    ic_entry *inds;
+    size_t ninds, capinds;
+    uint32_t *indmap; /* entry index + 1; cap a power of two */
+    size_t indcap;
+    uint64_t igen;       /* + 1 invalidates every entry */
+    long txn_ind_writes; /* indicator writes noted since last outside a transaction */
+    uint64_t ind_dv_txn; /* txn_seq when data_version was last checked for them */
+    int64_t ind_dv;      /* data_version the entries reflect */
+    int ind_dv_known;
+    long ind_reads; /* indicator rows read from SQL (tests) */
 };
 
 static fw_vcache *attached[8]; /* caches by connection, to refuse a second one */
@@ -387,6 +409,8 @@ static void on_rollback(void *ud)
     fw_vcache *c = ud;
     if (c->txn_writes)
         c->invalid = 1;
+    if (c->txn_ind_writes)
+        c->igen++;
 }
 
 /* Statement start.  Outside a transaction every earlier write is settled
@@ -401,13 +425,20 @@ static int on_trace(unsigned type, void *ud, void *p, void *x)
         return 0;
     if (sqlite3_get_autocommit(c->db)) {
         c->txn_writes = 0;
+        c->txn_ind_writes = 0;
         c->txn_seq++;
     }
+    if (!c->txn_writes && !c->txn_ind_writes)
+        return 0;
     const char *sql = x;
     while (isspace((unsigned char)*sql))
         sql++;
-    if (c->txn_writes && strncasecmp(sql, "ROLLBACK", 8) == 0)
-        c->invalid = 1;
+    if (strncasecmp(sql, "ROLLBACK", 8) == 0) {
+        if (c->txn_writes)
+            c->invalid = 1;
+        if (c->txn_ind_writes)
+            c->igen++;
+    }
     return 0;
 }
 
@@ -428,6 +459,7 @@ fw_vcache *fw_vcache_new(fw_ledger *l)
         return NULL;
     c->l = l;
     c->db = db;
+    c->igen = 1;
     attached[slot] = c;
     sqlite3_update_hook(db, on_update, c);
     sqlite3_rollback_hook(db, on_rollback, c);
@@ -456,6 +488,8 @@ void fw_vcache_free(fw_vcache *c)
     free(c->pairmap);
     free(c->arena);
     free(c->pending);
+    free(c->inds);
+    free(c->indmap);
     free(c);
 }
 
@@ -506,4 +540,160 @@ int fw_vcache_history(fw_vcache *c, const fw_history_query *q, fw_history_result
         r->total += x->amount;
     }
     return 1;
+}
+
+/* ---- indicators ---- */
+
+static uint32_t *ind_slot(fw_vcache *c, const char *id, size_t n)
+{
+    size_t mask = c->indcap - 1;
+    for (size_t i = hash_bytes(id, n) & mask;; i = (i + 1) & mask) {
+        if (!c->indmap[i])
+            return &c->indmap[i];
+        const char *k = c->inds[c->indmap[i] - 1].ind.indicator_id;
+        if (strncmp(k, id, n) == 0 && k[n] == '\0')
+            return &c->indmap[i];
+    }
+}
+
+static void ind_grow(fw_vcache *c)
+{
+    size_t cap = c->indcap ? c->indcap * 2 : 2048;
+    free(c->indmap);
+    c->indmap = calloc(cap, sizeof *c->indmap);
+    if (!c->indmap)
+        abort();
+    c->indcap = cap;
+    for (size_t e = 0; e < c->ninds; e++) {
+        const char *k = c->inds[e].ind.indicator_id;
+        *ind_slot(c, k, strlen(k)) = (uint32_t)e + 1;
+    }
+}
+
+/* Another connection's commit: visible at any time outside a transaction,
+ * inside one only at its start; checked once per transaction. */
+static int ind_check_other_writers(fw_vcache *c)
+{
+    if (!sqlite3_get_autocommit(c->db) && c->ind_dv_txn == c->txn_seq)
+        return 0;
+    int64_t dv = data_version(c);
+    if (dv < 0)
+        return -1;
+    if (!c->ind_dv_known || dv != c->ind_dv)
+        c->igen++;
+    c->ind_dv = dv;
+    c->ind_dv_known = 1;
+    c->ind_dv_txn = c->txn_seq;
+    return 0;
+}
+
+int fw_vcache_indicator(fw_vcache *c, const char *id, fw_indicator *out)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (!id || n >= sizeof out->indicator_id)
+        return fw_ledger_get_indicator(c->l, id, out);
+    if (ind_check_other_writers(c) != 0)
+        return -1;
+    if (!c->indcap)
+        ind_grow(c);
+    uint32_t *slot = ind_slot(c, id, n);
+    if (*slot && c->inds[*slot - 1].gen == c->igen) {
+        const ic_entry *e = &c->inds[*slot - 1];
+        if (e->found && out)
+            *out = e->ind;
+        return e->found;
+    }
+    fw_indicator ind;
+    int rc = fw_ledger_get_indicator(c->l, id, &ind);
+    c->ind_reads++;
+    if (rc < 0)
+        return -1;
+    uint32_t idx;
+    if (*slot) {
+        idx = *slot - 1;
+    } else {
+        if (c->ninds >= IND_MAX) { /* junk ids: start again */
+            c->ninds = 0;
+            memset(c->indmap, 0, c->indcap * sizeof *c->indmap);
+            slot = ind_slot(c, id, n);
+        }
+        if (c->ninds == c->capinds) {
+            c->capinds = c->capinds ? c->capinds * 2 : 1024;
+            c->inds = xrealloc(c->inds, c->capinds * sizeof *c->inds);
+        }
+        idx = (uint32_t)c->ninds++;
+        memcpy(c->inds[idx].ind.indicator_id, id, n + 1); /* the key, before a rehash */
+        *slot = idx + 1;
+        if (c->ninds * 2 > c->indcap)
+            ind_grow(c);
+    }
+    ic_entry *e = &c->inds[idx];
+    e->was_valid = 0;
+    e->found = rc;
+    if (rc)
+        e->ind = ind;
+    else
+        memset(&e->ind, 0, sizeof e->ind);
+    memcpy(e->ind.indicator_id, id, n + 1); /* the key, as asked (SQL's id is equal) */
+    e->gen = c->igen;
+    if (rc && out)
+        *out = ind;
+    return rc;
+}
+
+static fw_vcache *attached_to(fw_ledger *l)
+{
+    if (!l)
+        return NULL;
+    sqlite3 *db = fw_store_db(l->st);
+    for (size_t i = 0; i < sizeof attached / sizeof attached[0]; i++)
+        if (attached[i] && attached[i]->db == db)
+            return attached[i];
+    return NULL;
+}
+
+void fw_vcache_indicator_written(fw_ledger *l, const char *id)
+{
+    fw_vcache *c = attached_to(l);
+    if (!c)
+        return;
+    c->txn_ind_writes++;
+    size_t n = id ? strlen(id) : 0;
+    if (!c->indcap || n >= sizeof c->inds[0].ind.indicator_id)
+        return; /* never cached */
+    uint32_t *slot = ind_slot(c, id, n);
+    if (*slot) {
+        ic_entry *e = &c->inds[*slot - 1];
+        e->was_valid = e->gen == c->igen;
+        e->was_gen = c->igen;
+        e->gen = 0;
+    }
+}
+
+void fw_vcache_indicator_balances(fw_ledger *l, const fw_indicator *ind)
+{
+    fw_vcache *c = attached_to(l);
+    size_t n = strlen(ind->indicator_id);
+    if (!c || !c->indcap || n >= sizeof ind->indicator_id - 1)
+        return; /* a 63-byte id may be a truncated one: leave it dropped */
+    uint32_t *slot = ind_slot(c, ind->indicator_id, n);
+    if (!*slot)
+        return;
+    ic_entry *e = &c->inds[*slot - 1];
+    /* Only an entry that was valid when fw_vcache_indicator_written dropped
+     * it just before this UPDATE, and still in this generation: its other
+     * columns are unchanged, the balances are what the UPDATE wrote. */
+    if (!e->was_valid || e->was_gen != c->igen || !e->found)
+        return;
+    e->was_valid = 0;
+    e->ind.allocated = ind->allocated;
+    e->ind.frozen = ind->frozen;
+    e->ind.paid = ind->paid;
+    e->ind.available = ind->allocated - ind->frozen - ind->paid;
+    e->gen = c->igen;
+}
+
+long fw_vcache_indicator_reads(const fw_vcache *c)
+{
+    return c ? c->ind_reads : 0;
 }

@@ -25,6 +25,18 @@
  * uses them, and only one cache can be attached to a connection (a second
  * fw_vcache_new on it returns NULL and callers use SQL).
  *
+ * Indicators (ctx.indicator: class_mismatch, over_balance, sangong_* ...
+ * read the voucher's indicator on every voucher, ~3 us by SQL) are kept
+ * too, row by row as they are asked (found or not), and exact the same
+ * way, except that `indicators` is a WITHOUT ROWID table, for which SQLite
+ * calls no update hook: the ledger calls fw_vcache_indicator_written() at
+ * each of its writes to that table (daemon/ledger.c: the allocate INSERT and
+ * the balances UPDATE, the only writes to it in the daemon), which drops
+ * that entry, and fw_vcache_indicator_balances() after the UPDATE, which
+ * puts the new balances back into it; any ROLLBACK (to a savepoint too) after such a write, and
+ * another connection's commit, drop them all.  A new write path to
+ * `indicators` must call it too (test_ledger_vcache compares with SQL).
+ *
  * Loop thread only (the hooks run inside SQLite calls made on that thread).
  */
 #ifndef FW_VOUCHER_CACHE_H
@@ -46,5 +58,20 @@ int fw_vcache_history(fw_vcache *c, const fw_history_query *q, fw_history_result
 
 /* How many times the cache was (re)loaded from the table (tests, metrics). */
 long fw_vcache_loads(const fw_vcache *c);
+
+/* fw_ledger_get_indicator() through the cache: 1 found (*out filled), 0 no
+ * such indicator, -1 store error. */
+int fw_vcache_indicator(fw_vcache *c, const char *indicator_id, fw_indicator *out);
+/* The ledger is about to write the indicators row of that id (called before
+ * the statement: dropping an entry is always safe).  No-op when no cache is
+ * attached to the ledger's connection. */
+void fw_vcache_indicator_written(fw_ledger *l, const char *indicator_id);
+/* The ledger's balances UPDATE of that indicator (allocated, frozen, paid,
+ * the only columns it sets) succeeded with these values: a valid entry
+ * takes them instead of being read again (every voucher freezes its
+ * indicator, which the next voucher on it reads). */
+void fw_vcache_indicator_balances(fw_ledger *l, const fw_indicator *ind);
+/* Indicator rows read from SQL by the cache (tests). */
+long fw_vcache_indicator_reads(const fw_vcache *c);
 
 #endif

@@ -417,7 +417,8 @@ static int ctx_indicator(lua_State *L)
     if (e) {
         found = e->found ? &e->ind : NULL;
     } else {
-        int rc = fw_ledger_get_indicator(lg, id, &local);
+        fw_vcache *vc = ctx_rule(L)->vcache;
+        int rc = vc ? fw_vcache_indicator(vc, id, &local) : fw_ledger_get_indicator(lg, id, &local);
         if (rc < 0)
             return luaL_error(L, "ctx.indicator: store error");
         if ((e = memo_add(m)) != NULL) {

@@ -4,7 +4,11 @@
  * takes, over random sequences of voucher creations and flow events mixed
  * with transactions, savepoints, ROLLBACK TO, RELEASE, COMMIT and ROLLBACK;
  * a read-only transaction rolled back (the readiness probe) does not make
- * it reload; and queries of another form are left to SQL.
+ * it reload; and queries of another form are left to SQL.  Its indicator
+ * rows (fw_vcache_indicator) likewise equal fw_ledger_get_indicator over
+ * random allocations, adjustments, transfers and vouchers (which freeze,
+ * post and release) through the same transactions and rollbacks, for known
+ * and unknown ids, and follow another connection's commit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sqlite3.h>
+#include <unistd.h>
 
 #include "daemon/event.h"
 #include "daemon/ledger.h"
@@ -230,10 +236,237 @@ static void cache_matches_sql_through_rollbacks(void **state)
     fw_store_close(st);
 }
 
+/* ---- indicators ---- */
+
+#define NIDS 5 /* ZB2024-101001-000{1..5}; 4 and 5 are allocated later, or never */
+
+/* The classes and flags vary: an indicator created, rolled back and created
+ * again may differ in everything. */
+static void indicator_op(fw_ledger *lg, int seq)
+{
+    static const char *const amounts[] = {"100.00", "2500.00", "-300.00", "99999.99", "-5000.00"};
+    char json[2048], ts[40];
+    int id = 1 + (int)(xr() % NIDS), from = 1 + (int)(xr() % NIDS);
+    if (from == id)
+        from = id % NIDS + 1;
+    const char *amount = amounts[xr() % 5];
+    unsigned op = (unsigned)(xr() % 3);
+    fw_time_format(T0 + seq, ts, sizeof ts);
+    if (op != 1 && amount[0] == '-')
+        amount++; /* allocate and transfer take positive amounts */
+    snprintf(json, sizeof json,
+             "{\"id\":\"evt-i%d\",\"op\":\"%s\",\"occurred_at\":\"%s\","
+             "\"doc_no\":\"三财预〔2024〕%d号\",\"indicator_id\":\"ZB2024-101001-000%d\","
+             "\"from_indicator_id\":\"ZB2024-101001-000%d\",\"year\":2024,"
+             "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"3020%d\","
+             "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"%s\","
+             "\"flags\":[%s]}",
+             seq,
+             op == 0   ? "allocate"
+             : op == 1 ? "adjust"
+                       : "transfer",
+             ts, seq, id, from, (int)(xr() % 9), amount, xr() % 2 ? "\"salary\"" : "");
+    apply(lg, "fiscal.indicator.101001", json);
+}
+
+static void voucher_on_indicator(fw_ledger *lg, int seq, int no)
+{
+    static const char *const amounts[] = {"100.00", "1000.00", "30000.00"};
+    char json[2048], ts[40];
+    fw_time_format(T0 + seq, ts, sizeof ts);
+    snprintf(
+        json, sizeof json,
+        "{\"id\":\"evt-w%d\",\"event\":\"created\",\"occurred_at\":\"%s\","
+        "\"voucher_no\":\"ZI%d\",\"year\":2024,\"unit_code\":\"101001\","
+        "\"unit_name\":\"单位\",\"indicator_id\":\"ZB2024-101001-000%d\","
+        "\"func_class\":\"2050201\",\"econ_class\":\"30201\",\"pay_method\":\"direct\","
+        "\"settle_method\":\"transfer\",\"payee_name\":\"某公司\",\"payee_account\":\"62220001\","
+        "\"payee_bank\":\"建行\",\"payee_type\":\"company\",\"amount\":\"%s\","
+        "\"purpose\":\"办公用品采购\"}",
+        seq, ts, no, 1 + (int)(xr() % NIDS), amounts[xr() % 3]);
+    apply(lg, "fiscal.voucher.101001", json);
+}
+
+static void voucher_flow(fw_ledger *lg, int seq)
+{
+    static const char *const evs[] = {"paid", "returned", "cancelled"};
+    const char *e = evs[xr() % 3];
+    char json[1024], ts[40];
+    fw_time_format(T0 + seq, ts, sizeof ts);
+    snprintf(json, sizeof json,
+             "{\"id\":\"evt-f%d\",\"event\":\"%s\",\"occurred_at\":\"%s\",\"voucher_no\":\"ZI%d\","
+             "\"unit_code\":\"101001\"%s}",
+             seq, e, ts, (int)(xr() % 100), strcmp(e, "paid") ? ",\"reason\":\"退票\"" : "");
+    apply(lg, "fiscal.voucher.101001", json);
+}
+
+static void check_indicator(fw_vcache *c, fw_ledger *lg, int i, int step)
+{
+    char id[64];
+    snprintf(id, sizeof id, "ZB2024-101001-000%d", i);
+    fw_indicator want, got;
+    memset(&want, 0, sizeof want);
+    memset(&got, 0, sizeof got);
+    int rw = fw_ledger_get_indicator(lg, id, &want);
+    int rg = fw_vcache_indicator(c, id, &got);
+    if (rw != rg || (rw == 1 && memcmp(&want, &got, sizeof want) != 0))
+        fail_msg("step %d: %s: sql %d alloc %lld frozen %lld paid %lld, cache %d alloc %lld "
+                 "frozen %lld paid %lld",
+                 step, id, rw, (long long)want.allocated, (long long)want.frozen,
+                 (long long)want.paid, rg, (long long)got.allocated, (long long)got.frozen,
+                 (long long)got.paid);
+}
+
+static void indicators_match_sql_through_rollbacks(void **state)
+{
+    (void)state;
+    char err[256];
+    fw_migration m = {"ledger", fw_ledger_schema};
+    fw_store *st = fw_store_open(":memory:", &m, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
+    assert_non_null(st);
+    fw_ledger *lg = fw_ledger_new(st);
+    fw_vcache *c = fw_vcache_new(lg);
+    assert_non_null(c);
+    int in_txn = 0, savepoints = 0, seq = 0, vno = 0;
+    long checks = 0, found = 0, rollbacks = 0;
+    for (int step = 0; step < 8000; step++) {
+        unsigned op = (unsigned)(xr() % 100);
+        if (op < 15) {
+            indicator_op(lg, seq++);
+        } else if (op < 30) {
+            voucher_on_indicator(lg, seq++, vno++ % 100);
+        } else if (op < 40) {
+            voucher_flow(lg, seq++);
+        } else if (op < 44) {
+            if (!in_txn) {
+                exec(st, "BEGIN");
+                in_txn = 1;
+            } else {
+                exec(st, "SAVEPOINT sp");
+                savepoints++;
+            }
+        } else if (op < 48) {
+            if (savepoints) {
+                exec(st, "ROLLBACK TO sp");
+                rollbacks++;
+                if (xr() % 2) {
+                    exec(st, "RELEASE sp");
+                    savepoints--;
+                }
+            }
+        } else if (op < 50) {
+            if (savepoints) {
+                exec(st, "RELEASE sp");
+                savepoints--;
+            }
+        } else if (op < 53) {
+            if (in_txn) {
+                int rb = xr() % 3 == 0;
+                exec(st, rb ? "ROLLBACK" : "COMMIT");
+                rollbacks += rb;
+                in_txn = 0;
+                savepoints = 0;
+            }
+        } else {
+            int i = 1 + (int)(xr() % (NIDS + 1)); /* NIDS + 1: never allocated */
+            check_indicator(c, lg, i, step);
+            checks++;
+            found += fw_ledger_get_indicator(lg, "ZB2024-101001-0004", NULL) == 1;
+        }
+    }
+    if (in_txn)
+        exec(st, "COMMIT");
+    for (int i = 1; i <= NIDS + 1; i++)
+        check_indicator(c, lg, i, -1);
+    /* The sequence exercised what it is meant to, and the cache answered
+     * most reads itself. */
+    assert_true(checks > 3000);
+    assert_true(found > 100); /* an id unknown at first, allocated later */
+    assert_true(rollbacks > 40);
+    assert_true(fw_vcache_indicator_reads(c) < checks / 2);
+
+    /* Created, read, rolled back and created again with other classes: the
+     * second creation's balances UPDATE must not revive the first's row. */
+    static const char *const again[] = {"30201", "30202"};
+    for (int k = 0; k < 2; k++) {
+        char json[1024];
+        snprintf(json, sizeof json,
+                 "{\"id\":\"evt-q%d\",\"op\":\"allocate\",\"occurred_at\":"
+                 "\"2024-06-01T09:00:00+08:00\",\"doc_no\":\"三财预〔2024〕9号\","
+                 "\"indicator_id\":\"ZB2024-101001-0099\",\"year\":2024,"
+                 "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"%s\","
+                 "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"100.00\","
+                 "\"flags\":[]}",
+                 k, again[k]);
+        if (k == 0)
+            exec(st, "BEGIN");
+        apply(lg, "fiscal.indicator.101001", json);
+        fw_indicator ind;
+        assert_int_equal(fw_vcache_indicator(c, "ZB2024-101001-0099", &ind), 1);
+        assert_string_equal(ind.econ_class, again[k]);
+        if (k == 0)
+            exec(st, "ROLLBACK"); /* and no read before the second creation */
+    }
+    assert_int_equal(fw_vcache_indicator(c, "ZB2024-101001-0099", NULL), 1);
+
+    /* An id of 64 bytes or more goes to SQL each time (never cached). */
+    char longid[80];
+    memset(longid, 'Z', 70);
+    longid[70] = '\0';
+    long reads = fw_vcache_indicator_reads(c);
+    assert_int_equal(fw_vcache_indicator(c, longid, NULL), 0);
+    assert_int_equal(fw_vcache_indicator_reads(c), reads);
+    fw_vcache_free(c);
+    fw_ledger_free(lg);
+    fw_store_close(st);
+}
+
+/* A commit by another connection (a file database) is seen. */
+static void indicators_follow_another_connection(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fw-vcache-XXXXXX", path[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/ledger.db", dir);
+    fw_migration m = {"ledger", fw_ledger_schema};
+    fw_store *st = fw_store_open(path, &m, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
+    assert_non_null(st);
+    fw_ledger *lg = fw_ledger_new(st);
+    apply(lg, "fiscal.indicator.101001",
+          "{\"id\":\"evt-a\",\"op\":\"allocate\",\"occurred_at\":\"2024-06-01T09:00:00+08:00\","
+          "\"doc_no\":\"三财预〔2024〕1号\",\"indicator_id\":\"ZB2024-101001-0009\",\"year\":2024,"
+          "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"30201\","
+          "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"100.00\","
+          "\"flags\":[]}");
+    fw_vcache *c = fw_vcache_new(lg);
+    assert_non_null(c);
+    fw_indicator ind;
+    assert_int_equal(fw_vcache_indicator(c, "ZB2024-101001-0009", &ind), 1);
+    assert_int_equal(ind.allocated, 10000);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other,
+                                  "UPDATE indicators SET allocated = 20000 WHERE indicator_id ="
+                                  " 'ZB2024-101001-0009'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(fw_vcache_indicator(c, "ZB2024-101001-0009", &ind), 1);
+    assert_int_equal(ind.allocated, 20000);
+    fw_vcache_free(c);
+    fw_ledger_free(lg);
+    fw_store_close(st);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cache_matches_sql_through_rollbacks),
+        cmocka_unit_test(indicators_match_sql_through_rollbacks),
+        cmocka_unit_test(indicators_follow_another_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

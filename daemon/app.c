@@ -691,6 +691,7 @@ static json_t *check_decision(fw_app *a, const char *body, int len, int *status)
         *status = 400;
         return json_pack("{s:s}", "error", msg);
     }
+    int rtok = fw_store_read_begin(a->store);
     int rc = fw_rules_eval(a->rules, &ev, &a->hits);
     json_t *hits = json_array();
     int rank = -1;
@@ -712,6 +713,7 @@ static json_t *check_decision(fw_app *a, const char *body, int len, int *status)
         char buf[40];
         avail = json_string(fw_money_format(fi.available, buf, sizeof buf));
     }
+    fw_store_read_end(a->store, rtok);
     json_t *j = json_pack("{s:s,s:s?,s:o,s:o}", "decision", decision, "voucher_no",
                           json_string_value(json_object_get(ev.body, "voucher_no")), "available",
                           avail, "hits", hits);

@@ -658,6 +658,26 @@ int fw_store_in_txn(const fw_store *st)
     return st->depth > 0;
 }
 
+int fw_store_read_begin(fw_store *st)
+{
+    if (st->depth > 0 || !sqlite3_get_autocommit(st->db))
+        return 0;
+    sqlite3_stmt *s = fw_store_stmt(st, "BEGIN");
+    int rc = sqlite3_step(s);
+    fw_store_done(s);
+    return rc == SQLITE_DONE;
+}
+
+void fw_store_read_end(fw_store *st, int token)
+{
+    if (!token || sqlite3_get_autocommit(st->db))
+        return;
+    /* Nothing was written: COMMIT only ends the read snapshot. */
+    sqlite3_stmt *s = fw_store_stmt(st, "COMMIT");
+    sqlite3_step(s);
+    fw_store_done(s);
+}
+
 int fw_store_exec(fw_store *st, const char *sql)
 {
     char e[512];

@@ -114,6 +114,14 @@ int fw_store_commit(fw_store *st);
 void fw_store_rollback(fw_store *st);
 int fw_store_in_txn(const fw_store *st);
 
+/* A read-only stretch (the pre-payment check): outside a batch, one deferred
+ * read transaction around all its reads, so the WAL snapshot and its file
+ * locks are taken once instead of once per statement.  Inside a batch it
+ * does nothing (the reads see the batch).  Returns a token for
+ * fw_store_read_end. */
+int fw_store_read_begin(fw_store *st);
+void fw_store_read_end(fw_store *st, int token);
+
 /* Deferred durability (FW_SYNC_DEFERRED on a database file; in the other
  * modes and for :memory: every commit is durable, or as durable as it gets,
  * when it returns, and these degrade to that).

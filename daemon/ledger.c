@@ -86,6 +86,8 @@ fw_ledger *fw_ledger_new(fw_store *st)
 
 void fw_ledger_free(fw_ledger *l)
 {
+    if (l)
+        free(l->text);
     free(l);
 }
 
@@ -502,15 +504,197 @@ static int apply_indicator(fw_ledger *l, const fw_event *ev, fw_ledger_result *r
 
 /* ---- vouchers ---- */
 
-static char *body_text(const json_t *body)
+/* The stored body text: exactly json_dumps(body, JSON_COMPACT |
+ * JSON_SORT_KEYS) (jansson 2.14: keys in byte order, strings escaped as
+ * \\ \" \b \f \n \r \t and \uXXXX for other control characters, UTF-8
+ * kept), written into the ledger's reused buffer: json_dumps cost a malloc
+ * per growth step and a qsort per object on every voucher event.  A body
+ * holding a real (decoded bodies have none: money is integer fen) is left
+ * to json_dumps, so the text never differs from what jansson writes. */
+static int text_reserve(fw_ledger *l, size_t more)
 {
-    return json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    if (l->text_len + more <= l->text_cap)
+        return 0;
+    size_t cap = l->text_cap ? l->text_cap : 1024;
+    while (cap < l->text_len + more)
+        cap *= 2;
+    char *p = realloc(l->text, cap);
+    if (!p)
+        return -1;
+    l->text = p;
+    l->text_cap = cap;
+    return 0;
+}
+
+static int text_put(fw_ledger *l, const char *s, size_t n)
+{
+    if (text_reserve(l, n) < 0)
+        return -1;
+    memcpy(l->text + l->text_len, s, n);
+    l->text_len += n;
+    return 0;
+}
+
+static int text_string(fw_ledger *l, const char *s, size_t n)
+{
+    /* Worst case every byte becomes \u00XX. */
+    if (text_reserve(l, 6 * n + 2) < 0)
+        return -1;
+    char *o = l->text + l->text_len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *o++ = (char)c;
+            break;
+        case '\b':
+            *o++ = 'b';
+            break;
+        case '\f':
+            *o++ = 'f';
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
+        default: {
+            static const char hex[] = "0123456789ABCDEF";
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+        }
+    }
+    *o++ = '"';
+    l->text_len = (size_t)(o - l->text);
+    return 0;
+}
+
+static int text_integer(fw_ledger *l, json_int_t v)
+{
+    char buf[24], *e = buf + sizeof buf, *p = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return text_put(l, p, (size_t)(e - p));
+}
+
+typedef struct text_key {
+    const char *key;
+    size_t len;
+    const json_t *value;
+} text_key;
+
+/* jansson's order: memcmp of the common prefix, then the shorter first. */
+static int text_key_before(const text_key *a, const text_key *b)
+{
+    int c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
+    return c < 0 || (c == 0 && a->len < b->len);
+}
+
+/* 0 written, 1 not of the fast form (a real, or too many keys), -1 no memory. */
+static int text_value(fw_ledger *l, const json_t *v, int depth)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return text_string(l, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return text_integer(l, json_integer_value(v));
+    case JSON_TRUE:
+        return text_put(l, "true", 4);
+    case JSON_FALSE:
+        return text_put(l, "false", 5);
+    case JSON_NULL:
+        return text_put(l, "null", 4);
+    case JSON_ARRAY: {
+        if (depth > 32)
+            return 1;
+        if (text_put(l, "[", 1) < 0)
+            return -1;
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i && text_put(l, ",", 1) < 0)
+                return -1;
+            int rc = text_value(l, json_array_get(v, i), depth + 1);
+            if (rc)
+                return rc;
+        }
+        return text_put(l, "]", 1);
+    }
+    case JSON_OBJECT: {
+        enum { MAX_KEYS = 64 };
+        text_key keys[MAX_KEYS];
+        size_t n = 0;
+        if (depth > 32 || json_object_size(v) > MAX_KEYS)
+            return 1;
+        for (void *it = json_object_iter((json_t *)v); it;
+             it = json_object_iter_next((json_t *)v, it)) {
+            text_key k = {json_object_iter_key(it), json_object_iter_key_len(it),
+                          json_object_iter_value(it)};
+            size_t j = n++;
+            /* Insertion sort: a body has a few dozen keys at most. */
+            while (j > 0 && text_key_before(&k, &keys[j - 1])) {
+                keys[j] = keys[j - 1];
+                j--;
+            }
+            keys[j] = k;
+        }
+        if (text_put(l, "{", 1) < 0)
+            return -1;
+        for (size_t i = 0; i < n; i++) {
+            if (i && text_put(l, ",", 1) < 0)
+                return -1;
+            if (text_string(l, keys[i].key, keys[i].len) < 0 || text_put(l, ":", 1) < 0)
+                return -1;
+            int rc = text_value(l, keys[i].value, depth + 1);
+            if (rc)
+                return rc;
+        }
+        return text_put(l, "}", 1);
+    }
+    default:
+        return 1; /* a real: jansson's own formatting */
+    }
+}
+
+/* The body's canonical text, NUL-terminated: valid until the next call (the
+ * ledger's buffer) or, when *owned is set, to be freed by the caller.  NULL
+ * when out of memory. */
+static const char *body_text(fw_ledger *l, const json_t *body, char **owned)
+{
+    *owned = NULL;
+    l->text_len = 0;
+    int rc = text_value(l, body, 0);
+    if (rc == 0 && text_put(l, "", 1) == 0)
+        return l->text;
+    if (rc < 0)
+        return NULL;
+    *owned = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    return *owned;
 }
 
 static int record_voucher_event(fw_ledger *l, const fw_event *ev, const char *voucher_no,
                                 const char *event, const fw_ledger_result *res, int keep_body)
 {
-    char *text = keep_body ? body_text(ev->body) : NULL;
+    char *owned = NULL;
+    const char *text = keep_body ? body_text(l, ev->body, &owned) : NULL;
     sqlite3_stmt *s = fw_store_stmt(
         l->st, "INSERT INTO voucher_events(event_id, voucher_no, unit_code, event, occurred_at,"
                " outcome, reason, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
@@ -523,7 +707,7 @@ static int record_voucher_event(fw_ledger *l, const fw_event *ev, const char *vo
     fw_bind_text(s, 7, res->reason);
     fw_bind_text(s, 8, text ? text : "{}");
     int rc = fw_ledger_step_done(l, s, "insert_voucher_event");
-    free(text);
+    free(owned);
     return rc;
 }
 
@@ -576,7 +760,8 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
         return record_voucher_event(l, ev, no, "created", res, 1);
     }
     const char *ind_id = fw_ledger_jstr(b, "indicator_id");
-    char *text = body_text(b);
+    char *owned;
+    const char *text = body_text(l, b, &owned);
     if (!text)
         return -1;
     int64_t year = 0;
@@ -603,7 +788,7 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     sqlite3_bind_int64(s, 14, ev->occurred_at);
     fw_bind_text(s, 15, text);
     int rc = fw_ledger_step_done(l, s, "insert_voucher");
-    free(text);
+    free(owned);
     if (rc < 0)
         return -1;
 

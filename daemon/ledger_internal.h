@@ -14,6 +14,8 @@
 
 struct fw_ledger {
     fw_store *st;
+    char *text; /* body_text()'s buffer, reused from event to event */
+    size_t text_len, text_cap;
 };
 
 /* body[key] as a string, "" when absent or not a string. */

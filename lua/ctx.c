@@ -22,6 +22,7 @@
  * which also covers a Lua error while converting).
  */
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,10 +63,20 @@ typedef struct memo_entry {
     char key[]; /* klen bytes */
 } memo_entry;
 
+/* Entries come from chunks that live until the memo is cleared (once per
+ * evaluation): a malloc and a free per ctx call were a sixth of
+ * ctx.indicator and ctx.history in the pipeline. */
+typedef struct memo_chunk {
+    struct memo_chunk *next;
+    size_t size, used;
+    _Alignas(16) char data[];
+} memo_chunk;
+
 struct fw_memo {
     memo_entry **slots; /* open addressing, cap a power of two */
     size_t cap, n;
-    char *kbuf; /* the key being built: function tag, then the arguments */
+    memo_chunk *chunks; /* the newest first */
+    char *kbuf;         /* the key being built: function tag, then the arguments */
     size_t klen, kcap;
 };
 
@@ -89,10 +100,39 @@ void fw_memo_clear(fw_memo *m)
         if (!m->slots[i])
             continue;
         json_decref(m->slots[i]->j);
-        free(m->slots[i]);
         m->slots[i] = NULL;
     }
     m->n = 0;
+    /* Keep the newest (largest) chunk for the next evaluation. */
+    while (m->chunks && m->chunks->next) {
+        memo_chunk *c = m->chunks->next;
+        m->chunks->next = c->next;
+        free(c);
+    }
+    if (m->chunks)
+        m->chunks->used = 0;
+}
+
+/* n bytes for an entry, 16-aligned, valid until fw_memo_clear. */
+static void *memo_alloc(fw_memo *m, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    memo_chunk *c = m->chunks;
+    if (!c || c->size - c->used < n) {
+        size_t size = c ? c->size * 2 : 16384;
+        while (size < n)
+            size *= 2;
+        c = malloc(sizeof *c + size);
+        if (!c)
+            abort();
+        c->size = size;
+        c->used = 0;
+        c->next = m->chunks;
+        m->chunks = c;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
 }
 
 void fw_memo_free(fw_memo *m)
@@ -100,6 +140,7 @@ void fw_memo_free(fw_memo *m)
     if (!m)
         return;
     fw_memo_clear(m);
+    free(m->chunks); /* the one clear keeps */
     free(m->slots);
     free(m->kbuf);
     free(m);
@@ -195,9 +236,8 @@ static memo_entry *memo_add(fw_memo *m)
         m->slots = slots;
         m->cap = cap;
     }
-    memo_entry *e = calloc(1, sizeof *e + m->klen);
-    if (!e)
-        abort();
+    memo_entry *e = memo_alloc(m, sizeof *e + m->klen);
+    memset(e, 0, offsetof(memo_entry, ind)); /* ind is written by who uses it */
     e->hash = key_hash(m);
     e->klen = m->klen;
     memcpy(e->key, m->kbuf, m->klen);

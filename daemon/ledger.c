@@ -741,21 +741,28 @@ static int load_voucher(fw_ledger *l, const char *voucher_no, voucher_state *vs)
     return -1;
 }
 
+/* A `created` for a voucher number already stored: kept, nothing else. */
+static int created_again(fw_ledger *l, const fw_event *ev, const char *no, const voucher_state *vs,
+                         fw_ledger_result *res)
+{
+    set_result(res, FW_LEDGER_FLOW_ERROR, "voucher %.64s already created (state %s)", no,
+               vs->state);
+    return record_voucher_event(l, ev, no, "created", res, 1);
+}
+
 static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_ledger_result *res)
 {
     const json_t *b = ev->body;
     char y1[32], y2[32];
     voucher_state vs;
-    int found = load_voucher(l, no, &vs);
-    if (found < 0)
-        return -1;
     int64_t amount = 0;
-    if (found) {
-        set_result(res, FW_LEDGER_FLOW_ERROR, "voucher %.64s already created (state %s)", no,
-                   vs.state);
-        return record_voucher_event(l, ev, no, "created", res, 1);
-    }
     if (!fw_ledger_jint(b, "amount", &amount) || amount < 0 || amount > FW_MONEY_MAX_FEN) {
+        /* A repeated voucher number is the reason even then. */
+        int found = load_voucher(l, no, &vs);
+        if (found < 0)
+            return -1;
+        if (found)
+            return created_again(l, ev, no, &vs, res);
         set_result(res, FW_LEDGER_FLOW_ERROR, "created without a valid amount");
         return record_voucher_event(l, ev, no, "created", res, 1);
     }
@@ -770,7 +777,8 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
         l->st, "INSERT INTO vouchers(voucher_no, unit_code, indicator_id, year, func_class,"
                " econ_class, pay_method, settle_method, payee_type, payee_name, payee_account,"
                " amount, state, spend, created_event, created_at, body)"
-               " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,'created',1,?13,?14,?15)");
+               " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,'created',1,?13,?14,?15)"
+               " ON CONFLICT(voucher_no) DO NOTHING");
     fw_bind_text(s, 1, no);
     fw_bind_text(s, 2, ev->unit_code ? ev->unit_code : fw_ledger_jstr(b, "unit_code"));
     fw_bind_text(s, 3, ind_id);
@@ -791,6 +799,14 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     free(owned);
     if (rc < 0)
         return -1;
+    if (sqlite3_changes(fw_store_db(l->st)) == 0) {
+        /* The number was taken: read what it holds only now (the common
+         * case, a new voucher, needs no read before the insert). */
+        int found = load_voucher(l, no, &vs);
+        if (found <= 0)
+            return -1;
+        return created_again(l, ev, no, &vs, res);
+    }
 
     fw_indicator ind;
     int have = fw_ledger_get_indicator(l, ind_id, &ind);

@@ -40,7 +40,6 @@ return {
   check = function(v, ctx)
     local now = ctx.now()
     local t = ctx.time(now)
-    local date = ctx.date(now)
     local reasons = {}
     local holiday = not ctx.is_workday(now)
     if holiday then
@@ -54,7 +53,7 @@ return {
     if #reasons == 0 then
       return nil
     end
-    local at = ("%s %02d:%02d:%02d"):format(date, t.hour, t.min, t.sec)
+    local at = ("%s %02d:%02d:%02d"):format(ctx.date(now), t.hour, t.min, t.sec)
     return {
       message = ("凭证生成于 %s，属%s，支付金额 %s 元"):format(at, table.concat(reasons, "、"),
         ctx.yuan(v.amount)),

@@ -18,6 +18,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,9 @@ static int add_flag_totals(fw_ledger *l, const fw_indicator *ind, int64_t d_allo
     return 0;
 }
 
+static int append_entry(fw_ledger *l, const fw_indicator *ind, int64_t d_allocated,
+                        int64_t d_frozen, int64_t d_paid, const cause *c);
+
 /* Apply deltas to *ind (already loaded), write the row, append the entry. */
 static int change_balances(fw_ledger *l, fw_indicator *ind, int64_t d_allocated, int64_t d_frozen,
                            int64_t d_paid, const cause *c)
@@ -199,7 +203,14 @@ static int change_balances(fw_ledger *l, fw_indicator *ind, int64_t d_allocated,
         if (add_flag_totals(l, ind, d_allocated) < 0)
             return -1;
     }
+    return append_entry(l, ind, d_allocated, d_frozen, d_paid, c);
+}
 
+/* The ledger entry of a change already written to the indicator row: its
+ * deltas, the balances after (*ind) and its cause. */
+static int append_entry(fw_ledger *l, const fw_indicator *ind, int64_t d_allocated,
+                        int64_t d_frozen, int64_t d_paid, const cause *c)
+{
     sqlite3_stmt *e = fw_store_stmt(
         l->st,
         "INSERT INTO ledger_entries(indicator_id, kind, amount, d_allocated, d_frozen,"
@@ -221,6 +232,79 @@ static int change_balances(fw_ledger *l, fw_indicator *ind, int64_t d_allocated,
     fw_bind_text(e, 14, c->event_id ? c->event_id : "");
     sqlite3_bind_int64(e, 15, c->at);
     return fw_ledger_step_done(l, e, "insert_entry");
+}
+
+/* A voucher's reservation moving on its indicator: frozen and paid change
+ * by the deltas in one statement that also returns the row after it (what
+ * a read before the update gave, without a second lookup).  With
+ * frozen_cap > 0 the row is only changed while frozen stays <= frozen_cap.
+ * 1 changed (*ind holds the row after), 0 no such row or over the cap
+ * (nothing changed), -1 store error. */
+static int move_reserved(fw_ledger *l, const char *indicator_id, int64_t d_frozen, int64_t d_paid,
+                         int64_t frozen_cap, fw_indicator *ind)
+{
+    sqlite3_stmt *s =
+        frozen_cap > 0
+            ? fw_store_stmt(l->st, "UPDATE indicators SET frozen = frozen + ?2, paid = paid + ?3"
+                                   " WHERE indicator_id = ?1 AND frozen + ?2 <= ?4"
+                                   " RETURNING indicator_id, unit_code, year, func_class,"
+                                   " econ_class, fund_type, fund_source, project_code, flags,"
+                                   " allocated, frozen, paid")
+            : fw_store_stmt(l->st, "UPDATE indicators SET frozen = frozen + ?2, paid = paid + ?3"
+                                   " WHERE indicator_id = ?1"
+                                   " RETURNING indicator_id, unit_code, year, func_class,"
+                                   " econ_class, fund_type, fund_source, project_code, flags,"
+                                   " allocated, frozen, paid");
+    fw_vcache_indicator_written(l, indicator_id);
+    fw_bind_text(s, 1, indicator_id);
+    sqlite3_bind_int64(s, 2, d_frozen);
+    sqlite3_bind_int64(s, 3, d_paid);
+    if (frozen_cap > 0)
+        sqlite3_bind_int64(s, 4, frozen_cap);
+    int rc = sqlite3_step(s), found = 0;
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        memset(ind, 0, sizeof *ind);
+        static const struct {
+            size_t off, size;
+        } text[] = {
+            {offsetof(fw_indicator, indicator_id), sizeof ind->indicator_id},
+            {offsetof(fw_indicator, unit_code), sizeof ind->unit_code},
+            {0, 0},
+            {offsetof(fw_indicator, func_class), sizeof ind->func_class},
+            {offsetof(fw_indicator, econ_class), sizeof ind->econ_class},
+            {offsetof(fw_indicator, fund_type), sizeof ind->fund_type},
+            {offsetof(fw_indicator, fund_source), sizeof ind->fund_source},
+            {offsetof(fw_indicator, project_code), sizeof ind->project_code},
+        };
+        for (int i = 0; i < 8; i++) {
+            if (!text[i].size)
+                continue;
+            /* Truncated as fw_ledger_get_indicator does. */
+            const char *t = fw_col_text(s, i);
+            size_t len = strlen(t);
+            if (len >= text[i].size)
+                len = text[i].size - 1;
+            memcpy((char *)ind + text[i].off, t, len);
+        }
+        ind->year = sqlite3_column_int(s, 2);
+        ind->flags = sqlite3_column_int(s, 8);
+        ind->allocated = sqlite3_column_int64(s, 9);
+        ind->frozen = sqlite3_column_int64(s, 10);
+        ind->paid = sqlite3_column_int64(s, 11);
+        ind->available = ind->allocated - ind->frozen - ind->paid;
+        rc = sqlite3_step(s);
+    }
+    if (rc != SQLITE_DONE) {
+        FW_ERROR("ledger.sql", "what=move_reserved rc=%d msg=\"%s\"", rc,
+                 sqlite3_errmsg(fw_store_db(l->st)));
+        fw_store_done(s);
+        return -1;
+    }
+    fw_store_done(s);
+    if (found)
+        fw_vcache_indicator_balances(l, ind);
+    return found;
 }
 
 /* A refused indicator operation: the refusals row, and a zero-delta entry on
@@ -808,16 +892,20 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
         return created_again(l, ev, no, &vs, res);
     }
 
+    /* Frozen in full even over the balance: it happened upstream. */
     fw_indicator ind;
-    int have = fw_ledger_get_indicator(l, ind_id, &ind);
-    if (have < 0)
+    int moved = move_reserved(l, ind_id, amount, 0, FW_LEDGER_MAX_BALANCE, &ind);
+    if (moved < 0)
         return -1;
-    if (!have) {
-        /* Nothing to reserve on: the voucher is kept, rules flag it. */
-        set_result(res, FW_LEDGER_NOOP, "indicator %.64s unknown: nothing frozen", ind_id);
-        return record_voucher_event(l, ev, no, "created", res, 0);
-    }
-    if (ind.frozen + amount > FW_LEDGER_MAX_BALANCE) {
+    if (!moved) {
+        int have = fw_ledger_get_indicator(l, ind_id, &ind);
+        if (have < 0)
+            return -1;
+        if (!have) {
+            /* Nothing to reserve on: the voucher is kept, rules flag it. */
+            set_result(res, FW_LEDGER_NOOP, "indicator %.64s unknown: nothing frozen", ind_id);
+            return record_voucher_event(l, ev, no, "created", res, 0);
+        }
         set_result(res, FW_LEDGER_NOOP, "indicator %.64s: frozen total too large", ind_id);
         return record_voucher_event(l, ev, no, "created", res, 0);
     }
@@ -830,9 +918,8 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     sqlite3_bind_int64(s, 5, ev->occurred_at);
     if (fw_ledger_step_done(l, s, "insert_reservation") < 0)
         return -1;
-    /* Frozen in full even over the balance: it happened upstream. */
     cause c = {"freeze", amount, "voucher", no, NULL, NULL, ev->id, ev->occurred_at};
-    if (change_balances(l, &ind, 0, amount, 0, &c) < 0)
+    if (append_entry(l, &ind, 0, amount, 0, &c) < 0)
         return -1;
     if (ind.available < 0)
         set_result(res, FW_LEDGER_OVERDRAWN, "froze %s on %.64s: available %s", yuan(amount, y1),
@@ -936,15 +1023,16 @@ static int apply_voucher_later(fw_ledger *l, const fw_event *ev, const char *no,
         return record_voucher_event(l, ev, no, event, res, 1);
     }
     fw_indicator ind;
-    int have = fw_ledger_get_indicator(l, vs.indicator_id, &ind);
-    if (have <= 0) {
-        FW_ERROR("ledger.reservation", "voucher=%s reason=\"indicator row missing\"", no);
+    int moved = move_reserved(l, vs.indicator_id, d_frozen, d_paid, 0, &ind);
+    if (moved <= 0) {
+        if (moved == 0)
+            FW_ERROR("ledger.reservation", "voucher=%s reason=\"indicator row missing\"", no);
         return -1;
     }
     if (resolve_reservation(l, no, new_state, ev) < 0)
         return -1;
     cause c = {kind, vs.amount, "voucher", no, NULL, NULL, ev->id, ev->occurred_at};
-    if (change_balances(l, &ind, 0, d_frozen, d_paid, &c) < 0)
+    if (append_entry(l, &ind, 0, d_frozen, d_paid, &c) < 0)
         return -1;
     set_result(res,
                ind.available < 0 && strcmp(kind, "post") == 0 ? FW_LEDGER_OVERDRAWN

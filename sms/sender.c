@@ -648,6 +648,13 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
             return;
         }
         free_done(s);
+        /* The per-number interval counts from when a request leaves, and the
+         * claim's commit (an fsync) may have taken a while since now_ms. */
+        if (s->per_number_ms > 0 && nclaimed > 0) {
+            int64_t sent_ms = fw_clock_now_ms();
+            for (int i = 0; i < nclaimed; i++)
+                number_hold_until(s, claimed[i]->phone, sent_ms + s->per_number_ms);
+        }
         for (int i = 0; i < nclaimed; i++)
             dispatch(s, claimed[i]);
         if (want <= 0) {

@@ -891,6 +891,9 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
             return -1;
         return created_again(l, ev, no, &vs, res);
     }
+    fw_vcache_voucher_inserted(l, sqlite3_last_insert_rowid(fw_store_db(l->st)),
+                               ev->unit_code ? ev->unit_code : fw_ledger_jstr(b, "unit_code"),
+                               fw_ledger_jstr(b, "payee_account"), ev->occurred_at, amount, no);
 
     /* Frozen in full even over the balance: it happened upstream. */
     fw_indicator ind;

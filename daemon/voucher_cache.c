@@ -79,6 +79,7 @@ struct fw_vcache {
     int64_t ind_dv;      /* data_version the entries reflect */
     int ind_dv_known;
     long ind_reads; /* indicator rows read from SQL (tests) */
+    long row_reads; /* voucher rows re-read from SQL after a write (tests) */
 };
 
 static fw_vcache *attached[8]; /* caches by connection, to refuse a second one */
@@ -259,13 +260,13 @@ static void pair_remove(vc_pair *p, uint32_t e)
         }
 }
 
-/* The row as SQLite has it now (columns: n, unit_code, payee_account,
- * created_at, amount, spend, voucher_no). */
-static void put_row(fw_vcache *c, sqlite3_stmt *s)
+/* Put the row of that rowid with these values (replacing what the cache had
+ * for it). */
+static void put_values(fw_vcache *c, int64_t rowid, const char *unit, const char *payee,
+                       int64_t created_at, int64_t amount, int spend, const char *vno)
 {
-    int64_t rowid = sqlite3_column_int64(s, 0);
     char key[512];
-    size_t klen = pair_key(key, sizeof key, fw_col_text(s, 1), fw_col_text(s, 2));
+    size_t klen = pair_key(key, sizeof key, unit, payee);
     if (!klen) { /* never in practice: such a row makes the cache unusable */
         c->invalid = 1;
         return;
@@ -289,10 +290,9 @@ static void put_row(fw_vcache *c, sqlite3_stmt *s)
     }
     vc_entry *x = &c->ents[e];
     x->rowid = rowid;
-    x->created_at = sqlite3_column_int64(s, 3);
-    x->amount = sqlite3_column_int64(s, 4);
-    x->spend = sqlite3_column_int(s, 5) != 0;
-    const char *vno = fw_col_text(s, 6);
+    x->created_at = created_at;
+    x->amount = amount;
+    x->spend = spend != 0;
     size_t vl = strlen(vno);
     if (!(x->live && x->vno_len == vl && memcmp(c->arena + x->vno_off, vno, vl) == 0)) {
         x->vno_off = arena_add(c, vno, vl);
@@ -301,6 +301,15 @@ static void put_row(fw_vcache *c, sqlite3_stmt *s)
     x->pair = (uint32_t)pair_find(c, key, klen, 1);
     x->live = 1;
     pair_insert(c, &c->pairs[x->pair], e);
+}
+
+/* The row as SQLite has it now (columns: n, unit_code, payee_account,
+ * created_at, amount, spend, voucher_no). */
+static void put_row(fw_vcache *c, sqlite3_stmt *s)
+{
+    put_values(c, sqlite3_column_int64(s, 0), fw_col_text(s, 1), fw_col_text(s, 2),
+               sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4), sqlite3_column_int(s, 5),
+               fw_col_text(s, 6));
 }
 
 static void drop_row(fw_vcache *c, int64_t rowid)
@@ -366,6 +375,7 @@ static int sync_cache(fw_vcache *c)
                                               " WHERE n = ?1");
     for (size_t i = 0; i < c->npending; i++) {
         sqlite3_bind_int64(s, 1, c->pending[i]);
+        c->row_reads++;
         int rc = sqlite3_step(s);
         if (rc == SQLITE_ROW)
             put_row(c, s);
@@ -691,6 +701,28 @@ void fw_vcache_indicator_balances(fw_ledger *l, const fw_indicator *ind)
     e->ind.paid = ind->paid;
     e->ind.available = ind->allocated - ind->frozen - ind->paid;
     e->gen = c->igen;
+}
+
+void fw_vcache_voucher_inserted(fw_ledger *l, int64_t rowid, const char *unit_code,
+                                const char *payee_account, int64_t created_at, int64_t amount,
+                                const char *voucher_no)
+{
+    fw_vcache *c = attached_to(l);
+    /* Only when the update hook's last note is this very insert: then every
+     * other pending row is still re-read, and this one's columns are the
+     * values just bound (an INTEGER PRIMARY KEY table, TEXT/INTEGER columns
+     * that keep them as given, no trigger).  A cache to be reloaded anyway
+     * is left alone. */
+    if (!c || !c->loaded || c->invalid || !c->npending || c->pending[c->npending - 1] != rowid ||
+        !unit_code || !payee_account || !voucher_no)
+        return;
+    put_values(c, rowid, unit_code, payee_account, created_at, amount, 1, voucher_no);
+    c->npending--;
+}
+
+long fw_vcache_row_reads(const fw_vcache *c)
+{
+    return c ? c->row_reads : 0;
 }
 
 long fw_vcache_indicator_reads(const fw_vcache *c)

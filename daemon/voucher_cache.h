@@ -13,7 +13,9 @@
  *     invalidation, lazily.
  *   - An update hook records the rowid of every row of `vouchers` written on
  *     the connection; before answering, the cache re-reads those rows from
- *     SQLite (so it sees what the connection sees, committed or not).
+ *     SQLite (so it sees what the connection sees, committed or not),
+ *     except a new voucher's row, whose values the ledger hands over right
+ *     after its INSERT (fw_vcache_voucher_inserted).
  *   - Any ROLLBACK (of the transaction or to a savepoint, seen by a statement
  *     trace and by the rollback hook) invalidates the whole cache: rows the
  *     cache already re-read may have been undone.  Rollbacks are the
@@ -71,6 +73,15 @@ void fw_vcache_indicator_written(fw_ledger *l, const char *indicator_id);
  * takes them instead of being read again (every voucher freezes its
  * indicator, which the next voucher on it reads). */
 void fw_vcache_indicator_balances(fw_ledger *l, const fw_indicator *ind);
+/* The ledger's INSERT of a new voucher (state 'created', spend 1) wrote
+ * row `rowid` with these values: the cache takes them instead of re-reading
+ * the row before its next answer (the next voucher of the same payee asks).
+ * No-op unless the update hook's last noted row is that rowid. */
+void fw_vcache_voucher_inserted(fw_ledger *l, int64_t rowid, const char *unit_code,
+                                const char *payee_account, int64_t created_at, int64_t amount,
+                                const char *voucher_no);
+/* Voucher rows re-read from SQL after a write (tests). */
+long fw_vcache_row_reads(const fw_vcache *c);
 /* Indicator rows read from SQL by the cache (tests). */
 long fw_vcache_indicator_reads(const fw_vcache *c);
 

@@ -81,6 +81,12 @@ struct fw_app {
     int64_t last_tick_hour; /* unix seconds of the last simulated tick */
     int64_t alerts_created;
 
+    /* The optimistic batch (see on_messages): what its undo needs. */
+    fw_metric **batch_dlq_counted; /* dlq counters bumped by this batch, once per bump */
+    int nbatch_dlq, capbatch_dlq;
+    int batch_optimistic;   /* inside a batch run without per-message savepoints */
+    fw_metric *m_module[8]; /* alerts created by level, SMS queued by kind */
+
     fw_metric *m_in[FW_KIND__COUNT];
     fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat, *m_hold, *m_held;
 };
@@ -147,12 +153,25 @@ static void field_label(const char *field, char *out, size_t outlen)
     out[o] = 0;
 }
 
-static void count_dlq(const char *kind, const char *field)
+static void count_dlq(fw_app *a, const char *kind, const char *field)
 {
     char f[64], labels[160];
     field_label(field, f, sizeof f);
     snprintf(labels, sizeof labels, "kind=\"%s\",field=\"%s\"", kind, f);
-    fw_metric_add(fw_metric_counter("fundwatch_dlq_total", "Dead-lettered messages", labels), 1);
+    fw_metric *m = fw_metric_counter("fundwatch_dlq_total", "Dead-lettered messages", labels);
+    fw_metric_add(m, 1);
+    if (!a->batch_optimistic)
+        return;
+    /* Remembered so that a batch that falls back to per-message savepoints
+     * can take it back (undo_batch). */
+    if (a->nbatch_dlq == a->capbatch_dlq) {
+        a->capbatch_dlq = a->capbatch_dlq ? a->capbatch_dlq * 2 : 16;
+        a->batch_dlq_counted =
+            realloc(a->batch_dlq_counted, (size_t)a->capbatch_dlq * sizeof *a->batch_dlq_counted);
+        if (!a->batch_dlq_counted)
+            abort();
+    }
+    a->batch_dlq_counted[a->nbatch_dlq++] = m;
 }
 
 /* ---- the pipeline ---- */
@@ -181,7 +200,7 @@ static int record_dlq(fw_app *a, const char *subject, const char *data, int len,
         return -1;
     if (!fresh)
         return 0; /* a redelivered malformed message: recorded and published once */
-    count_dlq(kind, de->field);
+    count_dlq(a, kind, de->field);
     char q[400];
     FW_WARN("intake.dlq", "subject=%s seq=%llu field=%s reason=%s", subject,
             (unsigned long long)seq, de->field, fw_log_quote(de->reason, q, sizeof q));
@@ -312,35 +331,51 @@ static int savepoint(fw_app *a, const char *sql)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* One message inside the open batch transaction.  Returns 0 when the message
- * is dealt with (applied, duplicate or dead-lettered), -1 when the store
- * itself failed (the batch must be rolled back and nothing acked). */
+/* process_message: a module failed on the message in the optimistic mode
+ * (no savepoint to undo just that message): the caller must redo the batch
+ * carefully (on_messages). */
+enum { MSG_REDO = -2 };
+
+/* One message inside the open batch transaction.  `careful`: in its own
+ * savepoint, so that a module failing on it undoes only its effects and
+ * dead-letters it (field `internal`).  Without (the optimistic mode) such a
+ * failure returns MSG_REDO with the message's partial effects left in the
+ * transaction.  Returns 0 when the message is dealt with (applied,
+ * duplicate), 1 when it is dead-lettered (de_out says why), -1 when the
+ * store itself failed (the batch must be rolled back and nothing acked).
+ * A malformed message needs no undo: it is dead-lettered in both modes. */
 static int process_message(fw_app *a, const char *subject, const char *data, int len, uint64_t seq,
-                           fw_decode_error *de_out)
+                           int careful, fw_decode_error *de_out)
 {
     fw_event ev;
     fw_decode_error de = {{0}, {0}};
-    if (savepoint(a, "SAVEPOINT msg") != 0)
+    if (careful && savepoint(a, "SAVEPOINT msg") != 0)
         return -1;
     int rc;
     if (fw_event_decode(subject, data, (size_t)len, &ev, &de) != 0) {
         rc = record_dlq(a, subject, data, len, seq, &de);
     } else {
         rc = apply_event(a, &ev, seq, data, len);
+        if (rc < 0 && !careful) {
+            fw_hit_list_clear(&a->hits);
+            fw_event_clear(&ev);
+            return MSG_REDO;
+        }
         if (rc < 0) {
             /* A module failed on this message: undo its partial effects and
              * dead-letter it, so one poison message never stalls the stream. */
             fw_hit_list_clear(&a->hits);
+            /* The module's error, before the ROLLBACK TO replaces it. */
+            snprintf(de.reason, sizeof de.reason, "processing failed: %s",
+                     sqlite3_errmsg(fw_store_db(a->store)));
             if (savepoint(a, "ROLLBACK TO msg") != 0)
                 return -1;
             snprintf(de.field, sizeof de.field, "internal");
-            snprintf(de.reason, sizeof de.reason, "processing failed: %s",
-                     sqlite3_errmsg(fw_store_db(a->store)));
             rc = record_dlq(a, subject, data, len, seq, &de);
         }
         fw_event_clear(&ev);
     }
-    if (rc < 0 || savepoint(a, "RELEASE msg") != 0)
+    if (rc < 0 || (careful && savepoint(a, "RELEASE msg") != 0))
         return -1;
     if (de_out)
         *de_out = de;
@@ -415,7 +450,7 @@ int fw_app_feed(fw_app *a, const char *subject, const char *data, int len, char 
                 goto store_fail;
         }
     }
-    int rc = process_message(a, subject, data, len, 0, &de);
+    int rc = process_message(a, subject, data, len, 0, 1, &de);
     if (rc < 0 || fw_store_commit(a->store) != 0)
         goto store_fail;
     if (rc == 1) {
@@ -456,6 +491,7 @@ void fw_app_close(fw_app *a)
         free(a->dlq_pubs[i].orig_subject);
     }
     free(a->dlq_pubs);
+    free(a->batch_dlq_counted);
     for (size_t i = 0; i < a->nacks; i++)
         free(a->acks[(a->ack_head + i) % a->capacks].reply);
     free(a->acks);
@@ -594,6 +630,121 @@ static void on_synced(evutil_socket_t fd, short what, void *arg)
     release_durable(a);
 }
 
+/*
+ * A batch runs optimistically: its messages without per-message savepoints
+ * (SQLite copies every page a savepoint's statements touch into its
+ * statement journal: ~17-20% of the intake loop).  When a module fails on
+ * message k, nothing undoes just that message: the whole transaction is
+ * rolled back (the batch opened it; nothing else is in it), the in-memory
+ * effects of the optimistic pass are taken back, messages 0..k-1 run again
+ * with per-message savepoints, k is dead-lettered as before, and the rest
+ * of the batch runs in that careful mode.
+ *
+ * The in-memory effects of a message, and how they are taken back:
+ * - DLQ copies to publish (a->dlq_pubs): truncated to the batch's start
+ *   (the redo adds them again);
+ * - counters: messages, duplicates, DLQ (the series bumped are remembered),
+ *   alerts created by level and SMS queued by kind (alerts/, sms/: their
+ *   only per-message memory besides log lines) go back to the batch's start
+ *   and the redo counts again.  Nothing reads them meanwhile (the loop
+ *   serves only checks during a batch).  The rule engine's own counters
+ *   (evaluations, hits, seconds per rule) count the redo's evaluations too:
+ *   they measure the engine's work, checks included;
+ * - log lines: the redo of 0..k-1 runs with the log level at error (they
+ *   logged once already); what k logged before failing is logged again;
+ * - the voucher cache drops itself on the ROLLBACK; rules keep no
+ *   per-message memory (file-level locals of the shipped pack are caches of
+ *   pure functions; lua/README.md tells authors not to rely on them).
+ * Everything is deterministic given the same state, so the redo of 0..k-1
+ * gives the same rows (alert numbers included) as the optimistic pass.
+ */
+typedef struct batch_mark {
+    int ndlq;
+    int64_t alerts_created;
+    double in[FW_KIND__COUNT], dup, module[8];
+} batch_mark;
+
+static void mark_batch(fw_app *a, batch_mark *mk)
+{
+    mk->ndlq = a->ndlq;
+    mk->alerts_created = a->alerts_created;
+    for (int k = 0; k < FW_KIND__COUNT; k++)
+        mk->in[k] = fw_metric_value(a->m_in[k]);
+    mk->dup = fw_metric_value(a->m_dup);
+    for (int i = 0; i < 8; i++)
+        mk->module[i] = a->m_module[i] ? fw_metric_value(a->m_module[i]) : 0;
+    a->nbatch_dlq = 0;
+    a->batch_optimistic = 1;
+}
+
+/* Back to the mark: counters (fw_metric_add of the difference) and the DLQ
+ * copies not yet published (all of this batch's have ticket 0). */
+static void undo_batch(fw_app *a, const batch_mark *mk)
+{
+    for (int i = mk->ndlq; i < a->ndlq; i++) {
+        free(a->dlq_pubs[i].subject);
+        free(a->dlq_pubs[i].data);
+        free(a->dlq_pubs[i].error);
+        free(a->dlq_pubs[i].orig_subject);
+    }
+    if (a->ndlq > mk->ndlq)
+        a->ndlq = mk->ndlq;
+    a->alerts_created = mk->alerts_created;
+    for (int k = 0; k < FW_KIND__COUNT; k++)
+        fw_metric_add(a->m_in[k], mk->in[k] - fw_metric_value(a->m_in[k]));
+    fw_metric_add(a->m_dup, mk->dup - fw_metric_value(a->m_dup));
+    for (int i = 0; i < 8; i++)
+        if (a->m_module[i])
+            fw_metric_add(a->m_module[i], mk->module[i] - fw_metric_value(a->m_module[i]));
+    for (int i = 0; i < a->nbatch_dlq; i++)
+        fw_metric_add(a->batch_dlq_counted[i], -1);
+    a->nbatch_dlq = 0;
+}
+
+/* Message k of the batch failed in the optimistic mode: roll the batch back
+ * and run messages 0..k-1 again, each in its own savepoint.  0, or -1 when
+ * the store failed. */
+static int redo_batch_carefully(fw_app *a, fw_intake_msg **msgs, int k, const batch_mark *mk)
+{
+    char q[200];
+    FW_WARN("intake.batch_redo", "seq=%llu position=%d error=%s",
+            (unsigned long long)msgs[k]->stream_seq, k,
+            fw_log_quote(sqlite3_errmsg(fw_store_db(a->store)), q, sizeof q));
+    fw_store_rollback(a->store);
+    undo_batch(a, mk);
+    if (fw_store_begin(a->store) != 0)
+        return -1;
+    int level = fw_log_level_parse(fw_config_get(a->cfg, "log.level"));
+    if (level < 0)
+        level = FW_LOG_INFO;
+    if (level < FW_LOG_ERROR)
+        fw_log_set_level(FW_LOG_ERROR);
+    int rc = 0;
+    for (int i = 0; i < k && rc >= 0; i++)
+        if (msgs[i]->stream_seq > a->committed_seq)
+            rc = process_message(a, msgs[i]->subject, msgs[i]->data, msgs[i]->len,
+                                 msgs[i]->stream_seq, 1, NULL);
+    fw_log_set_level((fw_log_level)level);
+    return rc < 0 ? -1 : 0;
+}
+
+/* The counters alerts/ and sms/ bump per message (see redo_batch_carefully);
+ * looked up after both registered them. */
+static void watch_module_counters(fw_app *a)
+{
+    static const char *const levels[4] = {"blue", "yellow", "orange", "red"};
+    static const char *const kinds[4] = {"payroll", "reimburse", "subsidy", "alert"};
+    char labels[64];
+    for (int i = 0; i < 4; i++) {
+        snprintf(labels, sizeof labels, "level=\"%s\"", levels[i]);
+        a->m_module[i] =
+            fw_metric_counter("fundwatch_alerts_created_total", "Alerts created by level", labels);
+        snprintf(labels, sizeof labels, "kind=\"%s\"", kinds[i]);
+        a->m_module[4 + i] = fw_metric_counter("fundwatch_sms_queued_total",
+                                               "SMS written to the outbox, by kind", labels);
+    }
+}
+
 /* Alert notices wait at most this long for a moment when every commit is
  * durable; under a steady backlog there is none, so the intake is held for
  * one fdatasync. */
@@ -608,14 +759,31 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
         return;
     }
     double mark = now_seconds(), hold = 0;
+    /* Optimistic only when this batch opens the transaction: the redo rolls
+     * the whole transaction back. */
+    int careful = fw_store_in_txn(a->store);
     if (fw_store_begin(a->store) != 0)
         goto fatal;
+    batch_mark mk = {0};
+    if (!careful)
+        mark_batch(a, &mk);
     int applied = 0;
     for (int i = 0; i < n; i++) {
         if (msgs[i]->stream_seq <= a->committed_seq)
             continue; /* already committed before a restart or resync: just ack */
-        if (process_message(a, msgs[i]->subject, msgs[i]->data, msgs[i]->len, msgs[i]->stream_seq,
-                            NULL) < 0)
+        int rc = process_message(a, msgs[i]->subject, msgs[i]->data, msgs[i]->len,
+                                 msgs[i]->stream_seq, careful, NULL);
+        if (rc == MSG_REDO) {
+            careful = 1;
+            a->batch_optimistic = 0;
+            if (redo_batch_carefully(a, msgs, i, &mk) != 0)
+                goto fatal;
+            /* This message again, as today: it fails again and is
+             * dead-lettered (or, if the failure was transient, applied). */
+            rc = process_message(a, msgs[i]->subject, msgs[i]->data, msgs[i]->len,
+                                 msgs[i]->stream_seq, 1, NULL);
+        }
+        if (rc < 0)
             goto fatal;
         applied++;
         double t = now_seconds();
@@ -641,6 +809,7 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
      * wait for the sync thread (release_durable). */
     double t0 = now_seconds();
     uint64_t ticket;
+    a->batch_optimistic = 0;
     if (fw_store_commit_deferred(a->store, &ticket) != 0)
         goto fatal;
     double t1 = now_seconds();
@@ -670,6 +839,7 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
 fatal:
     /* The store refused a write (disk full, I/O error): nothing of this batch
      * is acked, so NATS redelivers it; stop rather than skip it. */
+    a->batch_optimistic = 0;
     fw_store_rollback(a->store);
     fw_hit_list_clear(&a->hits);
     FW_ERROR("store.batch_failed", "error=\"%s\" action=exit",
@@ -1085,6 +1255,7 @@ int fw_app_run(fw_config *cfg)
     a->sms = fw_sms_new(a->store, cfg, a->base, err, sizeof err);
     if (!a->sms)
         goto out;
+    watch_module_counters(a);
     fw_alerts_sinks sinks = {sink_publish, sink_webhook, sink_sms, a};
     fw_alerts_set_sinks(a->alerts, &sinks);
     if (fw_store_begin(a->store) == 0) {

@@ -16,10 +16,12 @@
  *   meta intake.last_seq = stream sequence
  *
  * then COMMIT, then ack every message of the batch, publish alert changes
- * and DLQ copies, and wake the SMS sender.  Each message runs inside a
- * SAVEPOINT: if a module fails on one message, its partial effects are
- * rolled back and the message is dead-lettered with reason "internal", so a
- * poison message never stalls the stream.
+ * and DLQ copies, and wake the SMS sender.  If a module fails on one
+ * message, its partial effects are rolled back and the message is
+ * dead-lettered with field "internal", so a poison message never stalls the
+ * stream: a batch runs without per-message savepoints, and the batch that
+ * meets such a message is rolled back and run again with each message in
+ * its own SAVEPOINT (app.c: redo_batch_carefully).
  *
  * `fundwatch run` drives the pipeline from NATS (fw_app_run); `fundwatch
  * replay` drives the very same code from a file with an in-memory store

@@ -26,46 +26,11 @@
 #include "tests/support/harness.h"
 
 typedef struct corpus {
-    char **subjects, **bodies;
-    int n, cap;
-    int valid, malformed;
+    fw_t_msgs m;
     int vouchers;
     int64_t voucher_total_fen; /* all vouchers are paid in the end */
     int sms_expected;
 } corpus;
-
-static void add(corpus *c, const char *subject, int valid, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void add(corpus *c, const char *subject, int valid, const char *fmt, ...)
-{
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 1024;
-        c->subjects = realloc(c->subjects, (size_t)c->cap * sizeof *c->subjects);
-        c->bodies = realloc(c->bodies, (size_t)c->cap * sizeof *c->bodies);
-    }
-    char buf[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    c->subjects[c->n] = strdup(subject);
-    c->bodies[c->n] = strdup(buf);
-    c->n++;
-    if (valid)
-        c->valid++;
-    else
-        c->malformed++;
-}
-
-static void corpus_free(corpus *c)
-{
-    for (int i = 0; i < c->n; i++) {
-        free(c->subjects[i]);
-        free(c->bodies[i]);
-    }
-    free(c->subjects);
-    free(c->bodies);
-}
 
 static const char *const k_units[] = {"101001", "101002", "102001", "103005"};
 
@@ -79,7 +44,8 @@ static void build_corpus(corpus *c, const char *tag, int n_vouchers, int with_in
     if (with_indicators) {
         for (int u = 0; u < 4; u++) {
             snprintf(subj, sizeof subj, "fiscal.indicator.%s", k_units[u]);
-            add(c, subj, 1,
+            fw_t_msgs_add(
+                &c->m, subj, 1,
                 "{\"id\":\"%s-ind-%d\",\"op\":\"allocate\",\"occurred_at\":\"2024-01-05T09:00:00+"
                 "08:00\","
                 "\"doc_no\":\"三财预〔2024〕%d号\",\"indicator_id\":\"ZB2024-%s-0001\",\"year\":"
@@ -88,7 +54,8 @@ static void build_corpus(corpus *c, const char *tag, int n_vouchers, int with_in
                 "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"900000000.00\","
                 "\"note\":\"年初预算\"}",
                 tag, u, u + 1, k_units[u], k_units[u]);
-            add(c, subj, 1,
+            fw_t_msgs_add(
+                &c->m, subj, 1,
                 "{\"id\":\"%s-ind-s%d\",\"op\":\"allocate\",\"occurred_at\":\"2024-01-05T09:00:00+"
                 "08:00\","
                 "\"doc_no\":\"三财预〔2024〕%d号\",\"indicator_id\":\"ZB2024-%s-0009\",\"year\":"
@@ -105,7 +72,8 @@ static void build_corpus(corpus *c, const char *tag, int n_vouchers, int with_in
         int minute = v % 50;
         c->voucher_total_fen += fen;
         c->vouchers++;
-        add(c, subj, 1,
+        fw_t_msgs_add(
+            &c->m, subj, 1,
             "{\"id\":\"%s-v%d-c\",\"event\":\"created\",\"occurred_at\":\"2024-06-12T10:%02d:00+08:"
             "00\","
             "\"voucher_no\":\"ZF%s%06d\",\"year\":2024,\"unit_code\":\"%s\",\"unit_name\":"
@@ -121,14 +89,16 @@ static void build_corpus(corpus *c, const char *tag, int n_vouchers, int with_in
             (long long)(fen % 100), v);
         static const char *const flow[] = {"signed", "sent", "paid"};
         for (int f = 0; f < 3; f++)
-            add(c, subj, 1,
+            fw_t_msgs_add(
+                &c->m, subj, 1,
                 "{\"id\":\"%s-v%d-%d\",\"event\":\"%s\",\"occurred_at\":\"2024-06-12T11:%02d:%02d+"
                 "08:00\","
                 "\"voucher_no\":\"ZF%s%06d\",\"unit_code\":\"%s\"}",
                 tag, v, f, flow[f], minute, f * 10, tag, v, unit);
         if (v % 97 == 0) {
             /* Complete but for the amount, sent as a JSON number. */
-            add(c, subj, 0,
+            fw_t_msgs_add(
+                &c->m, subj, 0,
                 "{\"id\":\"%s-bad-%d\",\"event\":\"created\","
                 "\"occurred_at\":\"2024-06-12T10:00:00+08:00\",\"voucher_no\":\"ZFBAD%s%d\","
                 "\"year\":2024,\"unit_code\":\"%s\",\"unit_name\":\"测试单位\","
@@ -141,7 +111,8 @@ static void build_corpus(corpus *c, const char *tag, int n_vouchers, int with_in
         }
         if (v % 10 == 0) {
             snprintf(subj, sizeof subj, "fiscal.reimburse.%s", unit);
-            add(c, subj, 1,
+            fw_t_msgs_add(
+                &c->m, subj, 1,
                 "{\"id\":\"%s-r%d\",\"reimb_id\":\"BX%s-%d\",\"occurred_at\":\"2024-06-12T10:00:00+"
                 "08:00\","
                 "\"unit_code\":\"%s\",\"emp_id\":\"E%04d\",\"name\":\"张三\",\"phone\":\"1380000%"
@@ -151,7 +122,8 @@ static void build_corpus(corpus *c, const char *tag, int n_vouchers, int with_in
                 tag, v, tag, v, unit, v % 10000, v % 10000);
             c->sms_expected++;
             snprintf(subj, sizeof subj, "fiscal.subsidy.%s", unit);
-            add(c, subj, 1,
+            fw_t_msgs_add(
+                &c->m, subj, 1,
                 "{\"id\":\"%s-s%d\",\"payout_id\":\"BT%s-%d\",\"occurred_at\":\"2024-06-12T10:00:"
                 "00+08:00\","
                 "\"unit_code\":\"%s\",\"emp_id\":\"E%04d\",\"name\":\"李四\",\"phone\":\"1390000%"
@@ -181,7 +153,8 @@ static void build_corpus(corpus *c, const char *tag, int n_vouchers, int with_in
                 strcat(lines, line);
                 c->sms_expected++;
             }
-            add(c, subj, 1,
+            fw_t_msgs_add(
+                &c->m, subj, 1,
                 "{\"id\":\"%s-pay-%d-%d\",\"run_id\":\"GZ-%s-%s-202406\",\"part\":%d,\"parts\":2,"
                 "\"occurred_at\":\"2024-06-12T08:00:00+08:00\",\"unit_code\":\"%s\","
                 "\"unit_name\":\"测试单位\",\"period\":\"2024-06\",\"pay_date\":\"2024-06-12\","
@@ -190,8 +163,9 @@ static void build_corpus(corpus *c, const char *tag, int n_vouchers, int with_in
         }
     }
     /* A subject outside the five kinds, and a unit mismatch. */
-    add(c, "fiscal.budget.101001", 0, "{\"id\":\"%s-unknown-%d\"}", tag, evt);
-    add(c, "fiscal.voucher.101001", 0,
+    fw_t_msgs_add(&c->m, "fiscal.budget.101001", 0, "{\"id\":\"%s-unknown-%d\"}", tag, evt);
+    fw_t_msgs_add(
+        &c->m, "fiscal.voucher.101001", 0,
         "{\"id\":\"%s-mismatch\",\"event\":\"paid\",\"occurred_at\":\"2024-06-12T10:00:00+08:00\","
         "\"voucher_no\":\"ZFX\",\"unit_code\":\"999999\"}",
         tag);
@@ -249,9 +223,8 @@ static int all_stored(void *ud)
 
 static void publish_all(env *e, corpus *c)
 {
-    int acked = fw_t_js_publish(e->nats.url, c->n, (const char *const *)c->subjects,
-                                (const char *const *)c->bodies);
-    assert_int_equal(acked, c->n);
+    int acked = fw_t_msgs_publish(&c->m, e->nats.url);
+    assert_int_equal(acked, c->m.n);
 }
 
 /* The balances tell whether any voucher was applied twice or skipped. */
@@ -299,7 +272,7 @@ static void test_exactly_once_and_dlq(void **state)
     env *e = *state;
     corpus c = {0};
     build_corpus(&c, "a", 2400, 1);
-    assert_true(c.n >= 10000);
+    assert_true(c.m.n >= 10000);
     natsConnection *nc = NULL;
     natsSubscription *sub = NULL;
     dlq_seen seen = {0};
@@ -309,13 +282,13 @@ static void test_exactly_once_and_dlq(void **state)
 
     start_daemon(e);
     publish_all(e, &c);
-    count_wait w = {e->d.db, c.valid, c.malformed};
+    count_wait w = {e->d.db, c.m.valid, c.m.malformed};
     assert_true(fw_t_wait_until(all_stored, &w, 240000));
     sleep(1); /* anything more would be a duplicate: give it the chance */
-    check_exact(e, &c, c.valid, c.malformed);
-    for (int i = 0; i < 100 && seen.n < c.malformed; i++)
+    check_exact(e, &c, c.m.valid, c.m.malformed);
+    for (int i = 0; i < 100 && seen.n < c.m.malformed; i++)
         usleep(50000);
-    assert_int_equal(seen.n, c.malformed);
+    assert_int_equal(seen.n, c.m.malformed);
     assert_int_equal(seen.bad_header, 0);
     assert_non_null(strstr(seen.first_error, "amount"));
     assert_int_equal(fw_t_sql_int(e->d.db, "SELECT count(*) FROM dlq WHERE kind = 'unknown'"), 1);
@@ -334,7 +307,7 @@ static void test_exactly_once_and_dlq(void **state)
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(nc);
-    corpus_free(&c);
+    fw_t_msgs_free(&c.m);
 }
 
 static int some_stored(void *ud)
@@ -350,17 +323,17 @@ static void test_sigkill_mid_stream(void **state)
     build_corpus(&c, "k", 2400, 1);
     start_daemon(e);
     publish_all(e, &c);
-    count_wait part = {e->d.db, c.valid / 4, 0};
+    count_wait part = {e->d.db, c.m.valid / 4, 0};
     assert_true(fw_t_wait_until(some_stored, &part, 120000));
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGKILL), 128 + SIGKILL);
     int64_t at_kill = fw_t_sql_int(e->d.db, "SELECT count(*) FROM events");
-    assert_true(at_kill < c.valid); /* it really was mid-stream */
+    assert_true(at_kill < c.m.valid); /* it really was mid-stream */
     assert_int_equal(fw_t_daemon_restart(&e->d), 0);
-    count_wait w = {e->d.db, c.valid, c.malformed};
+    count_wait w = {e->d.db, c.m.valid, c.m.malformed};
     assert_true(fw_t_wait_until(all_stored, &w, 240000));
     sleep(1);
-    check_exact(e, &c, c.valid, c.malformed);
-    corpus_free(&c);
+    check_exact(e, &c, c.m.valid, c.m.malformed);
+    fw_t_msgs_free(&c.m);
 }
 
 static void test_nats_restart_mid_stream(void **state)
@@ -371,23 +344,23 @@ static void test_nats_restart_mid_stream(void **state)
     build_corpus(&c2, "q", 1200, 0);
     start_daemon(e);
     publish_all(e, &c1);
-    count_wait part = {e->d.db, c1.valid / 3, 0};
+    count_wait part = {e->d.db, c1.m.valid / 3, 0};
     assert_true(fw_t_wait_until(some_stored, &part, 120000));
     fw_t_nats_stop(&e->nats);
     usleep(500000);
     assert_int_equal(fw_t_nats_start(&e->nats, e->tmp), 0);
     publish_all(e, &c2);
-    count_wait w = {e->d.db, c1.valid + c2.valid, c1.malformed + c2.malformed};
+    count_wait w = {e->d.db, c1.m.valid + c2.m.valid, c1.m.malformed + c2.m.malformed};
     assert_true(fw_t_wait_until(all_stored, &w, 240000));
     sleep(1);
     corpus all = c1;
     all.vouchers += c2.vouchers;
     all.voucher_total_fen += c2.voucher_total_fen;
     all.sms_expected += c2.sms_expected;
-    check_exact(e, &all, c1.valid + c2.valid, c1.malformed + c2.malformed);
+    check_exact(e, &all, c1.m.valid + c2.m.valid, c1.m.malformed + c2.m.malformed);
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
-    corpus_free(&c1);
-    corpus_free(&c2);
+    fw_t_msgs_free(&c1.m);
+    fw_t_msgs_free(&c2.m);
 }
 
 int main(void)

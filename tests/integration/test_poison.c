@@ -30,48 +30,15 @@
 #define POISON 300 /* the voucher whose "created" fails */
 
 typedef struct corpus {
-    char **subjects, **bodies;
-    int n, cap;
-    int valid, malformed, sms;
+    fw_t_msgs m;
+    int sms;
     int64_t paid_fen; /* sum of the vouchers paid in the end (all but the poison) */
 } corpus;
 
-static void add(corpus *c, const char *subject, int valid, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void add(corpus *c, const char *subject, int valid, const char *fmt, ...)
-{
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 1024;
-        c->subjects = realloc(c->subjects, (size_t)c->cap * sizeof *c->subjects);
-        c->bodies = realloc(c->bodies, (size_t)c->cap * sizeof *c->bodies);
-    }
-    char buf[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    c->subjects[c->n] = strdup(subject);
-    c->bodies[c->n] = strdup(buf);
-    c->n++;
-    if (valid)
-        c->valid++;
-    else
-        c->malformed++;
-}
-
-static void corpus_free(corpus *c)
-{
-    for (int i = 0; i < c->n; i++) {
-        free(c->subjects[i]);
-        free(c->bodies[i]);
-    }
-    free(c->subjects);
-    free(c->bodies);
-}
-
 static void build_corpus(corpus *c)
 {
-    add(c, "fiscal.indicator.101001", 1,
+    fw_t_msgs_add(
+        &c->m, "fiscal.indicator.101001", 1,
         "{\"id\":\"ind-1\",\"op\":\"allocate\",\"occurred_at\":\"2024-01-05T09:00:00+08:00\","
         "\"doc_no\":\"三财预〔2024〕1号\",\"indicator_id\":\"ZB2024-101001-0001\",\"year\":2024,"
         "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"30201\","
@@ -90,7 +57,8 @@ static void build_corpus(corpus *c)
             fen += 5000000;
         if (cash && v != POISON)
             c->paid_fen += 5000000;
-        add(c, "fiscal.voucher.101001", 1,
+        fw_t_msgs_add(
+            &c->m, "fiscal.voucher.101001", 1,
             "{\"id\":\"v%d-c\",\"event\":\"created\",\"occurred_at\":\"2024-06-12T10:%02d:00+08:"
             "00\","
             "\"voucher_no\":\"ZFP%06d\",\"year\":2024,\"unit_code\":\"101001\",\"unit_name\":"
@@ -102,12 +70,14 @@ static void build_corpus(corpus *c)
             v, minute, v, settle, v, v, (long long)(fen / 100), (long long)(fen % 100), v);
         static const char *const flow[] = {"signed", "sent", "paid"};
         for (int f = 0; f < 3; f++)
-            add(c, "fiscal.voucher.101001", 1,
+            fw_t_msgs_add(
+                &c->m, "fiscal.voucher.101001", 1,
                 "{\"id\":\"v%d-%d\",\"event\":\"%s\",\"occurred_at\":\"2024-06-12T11:%02d:%02d+08:"
                 "00\",\"voucher_no\":\"ZFP%06d\",\"unit_code\":\"101001\"}",
                 v, f, flow[f], minute, f * 10, v);
         if (v % 40 == 5 || v == POISON - 1) { /* malformed: the amount as a JSON number */
-            add(c, "fiscal.voucher.101001", 0,
+            fw_t_msgs_add(
+                &c->m, "fiscal.voucher.101001", 0,
                 "{\"id\":\"bad-%d\",\"event\":\"created\",\"occurred_at\":\"2024-06-12T10:00:00+"
                 "08:00\",\"voucher_no\":\"ZFBAD%d\",\"year\":2024,\"unit_code\":\"101001\","
                 "\"unit_name\":\"测试单位\",\"indicator_id\":\"ZB2024-101001-0001\","
@@ -118,7 +88,8 @@ static void build_corpus(corpus *c)
                 v, v);
         }
         if (v % 20 == 3 || v == POISON - 1) { /* an SMS each */
-            add(c, "fiscal.reimburse.101001", 1,
+            fw_t_msgs_add(
+                &c->m, "fiscal.reimburse.101001", 1,
                 "{\"id\":\"r%d\",\"reimb_id\":\"BX-%d\",\"occurred_at\":\"2024-06-12T10:00:00+08:"
                 "00\",\"unit_code\":\"101001\",\"emp_id\":\"E%04d\",\"name\":\"张三\",\"phone\":"
                 "\"1380000%04d\",\"amount\":\"1234.00\",\"card_last4\":\"1234\",\"spent_on\":"
@@ -205,14 +176,13 @@ static void test_poison_mid_batch(void **state)
              POISON);
     exec_sql(e->d.db, sql);
 
-    int acked = fw_t_js_publish(e->nats.url, c.n, (const char *const *)c.subjects,
-                                (const char *const *)c.bodies);
-    assert_int_equal(acked, c.n);
+    int acked = fw_t_msgs_publish(&c.m, e->nats.url);
+    assert_int_equal(acked, c.m.n);
     assert_int_equal(fw_t_daemon_restart(&e->d), 0);
 
     const char *db = e->d.db;
     /* The poison message is dead-lettered, so it is neither in events. */
-    int64_t want_events = c.valid - 1, want_dlq = c.malformed + 1;
+    int64_t want_events = c.m.valid - 1, want_dlq = c.m.malformed + 1;
     assert_true(fw_t_wait_sql(db, "SELECT count(*) FROM events", want_events, 120000));
     assert_true(fw_t_wait_sql(db, "SELECT count(*) FROM dlq", want_dlq, 120000));
     sleep(1); /* anything more would be a duplicate: give it the chance */
@@ -244,7 +214,7 @@ static void test_poison_mid_batch(void **state)
     assert_int_equal(fw_t_http(e->d.http_port, "GET", "/metrics", NULL, NULL, &body), 200);
     /* Accepted messages: every valid one, the poison included (it was
      * accepted, then failed). */
-    assert_int_equal((int64_t)metric_sum(body, "fundwatch_messages_total"), c.valid);
+    assert_int_equal((int64_t)metric_sum(body, "fundwatch_messages_total"), c.m.valid);
     assert_int_equal((int64_t)metric_sum(body, "fundwatch_duplicates_total"), 0);
     assert_int_equal((int64_t)metric_sum(body, "fundwatch_dlq_total"), want_dlq);
     assert_non_null(strstr(body, "fundwatch_dlq_total{kind=\"voucher\",field=\"internal\"} 1"));
@@ -265,7 +235,7 @@ static void test_poison_mid_batch(void **state)
     free(log);
 
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
-    corpus_free(&c);
+    fw_t_msgs_free(&c.m);
 }
 
 int main(void)

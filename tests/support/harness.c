@@ -2,6 +2,7 @@
 #include "tests/support/harness.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -386,4 +387,43 @@ out:
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     return acked;
+}
+
+void fw_t_msgs_add(fw_t_msgs *m, const char *subject, int valid, const char *fmt, ...)
+{
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 1024;
+        m->subjects = realloc(m->subjects, (size_t)m->cap * sizeof *m->subjects);
+        m->bodies = realloc(m->bodies, (size_t)m->cap * sizeof *m->bodies);
+        if (!m->subjects || !m->bodies)
+            abort();
+    }
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    m->subjects[m->n] = strdup(subject);
+    m->bodies[m->n] = strdup(buf);
+    m->n++;
+    if (valid)
+        m->valid++;
+    else
+        m->malformed++;
+}
+
+void fw_t_msgs_free(fw_t_msgs *m)
+{
+    for (int i = 0; i < m->n; i++) {
+        free(m->subjects[i]);
+        free(m->bodies[i]);
+    }
+    free(m->subjects);
+    free(m->bodies);
+}
+
+int fw_t_msgs_publish(const fw_t_msgs *m, const char *url)
+{
+    return fw_t_js_publish(url, m->n, (const char *const *)m->subjects,
+                           (const char *const *)m->bodies);
 }

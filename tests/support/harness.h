@@ -90,4 +90,17 @@ int64_t fw_t_sql_int(const char *db_path, const char *sql);
  * subjects[i]/bodies[i] for i < n.  Returns number acked. */
 int fw_t_js_publish(const char *url, int n, const char *const *subjects, const char *const *bodies);
 
+/* A list of messages for a test to publish: fw_t_msgs_add formats a body
+ * (printf) for a subject and counts it as valid or malformed. */
+typedef struct fw_t_msgs {
+    char **subjects, **bodies;
+    int n, cap;
+    int valid, malformed;
+} fw_t_msgs;
+void fw_t_msgs_add(fw_t_msgs *m, const char *subject, int valid, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void fw_t_msgs_free(fw_t_msgs *m);
+/* Publish them all (fw_t_js_publish); returns the number acked. */
+int fw_t_msgs_publish(const fw_t_msgs *m, const char *url);
+
 #endif

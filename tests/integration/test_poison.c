@@ -100,31 +100,19 @@ static void build_corpus(corpus *c)
     }
 }
 
-typedef struct env {
-    char *tmp;
-    fw_t_nats nats;
-    fw_t_daemon d;
-} env;
+typedef fw_t_env env;
 
 static int setup(void **state)
 {
-    env *e = calloc(1, sizeof *e);
-    e->tmp = fw_t_tmpdir("poison");
-    assert_non_null(e->tmp);
-    assert_int_equal(fw_t_nats_start(&e->nats, e->tmp), 0);
+    env *e = fw_t_env_new("poison");
+    assert_non_null(e);
     *state = e;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    env *e = *state;
-    if (e->d.pid)
-        fw_t_daemon_kill(&e->d, SIGKILL);
-    fw_t_nats_stop(&e->nats);
-    fw_t_rmtree(e->tmp);
-    free(e->tmp);
-    free(e);
+    fw_t_env_free(*state);
     return 0;
 }
 

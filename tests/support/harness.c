@@ -427,3 +427,31 @@ int fw_t_msgs_publish(const fw_t_msgs *m, const char *url)
     return fw_t_js_publish(url, m->n, (const char *const *)m->subjects,
                            (const char *const *)m->bodies);
 }
+
+fw_t_env *fw_t_env_new(const char *tag)
+{
+    fw_t_env *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->tmp = fw_t_tmpdir(tag);
+    if (!e->tmp || fw_t_nats_start(&e->nats, e->tmp) != 0) {
+        if (e->tmp)
+            fw_t_rmtree(e->tmp);
+        free(e->tmp);
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void fw_t_env_free(fw_t_env *e)
+{
+    if (!e)
+        return;
+    if (e->d.pid)
+        fw_t_daemon_kill(&e->d, SIGKILL);
+    fw_t_nats_stop(&e->nats);
+    fw_t_rmtree(e->tmp);
+    free(e->tmp);
+    free(e);
+}

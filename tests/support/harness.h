@@ -69,6 +69,18 @@ int fw_t_daemon_restart(fw_t_daemon *d);
 /* kill(sig), then waitpid; returns the exit status (or 128+signal). */
 int fw_t_daemon_kill(fw_t_daemon *d, int sig);
 
+/* The usual integration-test fixture: a temp dir, a nats-server in it, and
+ * room for one daemon.  fw_t_env_new starts nats-server (NULL on failure);
+ * fw_t_env_free SIGKILLs a daemon still running, stops nats-server and
+ * removes the dir. */
+typedef struct fw_t_env {
+    char *tmp;
+    fw_t_nats nats;
+    fw_t_daemon d;
+} fw_t_env;
+fw_t_env *fw_t_env_new(const char *tag);
+void fw_t_env_free(fw_t_env *e);
+
 /* HTTP request to 127.0.0.1:port.  Returns the status code (or -1) and the
  * body (malloc'd) in *body if body != NULL.  token may be NULL. */
 int fw_t_http(int port, const char *method, const char *path, const char *token,

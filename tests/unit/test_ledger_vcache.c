@@ -117,6 +117,49 @@ static void exec(fw_store *st, const char *sql)
     assert_int_equal(fw_store_exec(st, sql), 0);
 }
 
+/* A random walk through transactions and savepoints, interleaved with the
+ * ledger writes of a test: one step of kind TXN_OPEN (BEGIN, or a SAVEPOINT
+ * inside one), TXN_UNDO (ROLLBACK TO the savepoint, sometimes released),
+ * TXN_RELEASE or TXN_END (COMMIT, or ROLLBACK one time in three). */
+enum { TXN_OPEN, TXN_UNDO, TXN_RELEASE, TXN_END };
+typedef struct txn_walk {
+    int in_txn, savepoints;
+    long rollbacks;
+} txn_walk;
+
+static void txn_step(fw_store *st, txn_walk *w, int kind)
+{
+    if (kind == TXN_OPEN) {
+        if (!w->in_txn) {
+            exec(st, "BEGIN");
+            w->in_txn = 1;
+        } else {
+            exec(st, "SAVEPOINT sp");
+            w->savepoints++;
+        }
+    } else if (kind == TXN_UNDO) {
+        if (w->savepoints) {
+            exec(st, "ROLLBACK TO sp");
+            w->rollbacks++;
+            if (xr() % 2) {
+                exec(st, "RELEASE sp");
+                w->savepoints--;
+            }
+        }
+    } else if (kind == TXN_RELEASE) {
+        if (w->savepoints) {
+            exec(st, "RELEASE sp");
+            w->savepoints--;
+        }
+    } else if (w->in_txn) {
+        int rb = xr() % 3 == 0;
+        exec(st, rb ? "ROLLBACK" : "COMMIT");
+        w->rollbacks += rb;
+        w->in_txn = 0;
+        w->savepoints = 0;
+    }
+}
+
 static void cache_matches_sql_through_rollbacks(void **state)
 {
     (void)state;
@@ -137,8 +180,9 @@ static void cache_matches_sql_through_rollbacks(void **state)
     assert_non_null(c);
     assert_null(fw_vcache_new(lg)); /* one cache per connection */
 
-    int in_txn = 0, savepoints = 0, seq = 0;
-    long queries = 0, nonzero = 0, rollbacks = 0;
+    int seq = 0;
+    txn_walk w = {0};
+    long queries = 0, nonzero = 0;
     for (int step = 0; step < 6000; step++) {
         unsigned op = (unsigned)(xr() % 100);
         if (op < 25) {
@@ -146,34 +190,12 @@ static void cache_matches_sql_through_rollbacks(void **state)
             seq++;
         } else if (op < 40) {
             voucher_event(lg, seq++);
-        } else if (op < 45) {
-            if (!in_txn) {
-                exec(st, "BEGIN");
-                in_txn = 1;
-            } else {
-                exec(st, "SAVEPOINT sp");
-                savepoints++;
-            }
-        } else if (op < 49) {
-            if (savepoints) {
-                exec(st, "ROLLBACK TO sp");
-                rollbacks++;
-                if (xr() % 2) {
-                    exec(st, "RELEASE sp");
-                    savepoints--;
-                }
-            }
-        } else if (op < 52) {
-            if (savepoints) {
-                exec(st, "RELEASE sp");
-                savepoints--;
-            }
         } else if (op < 55) {
-            if (in_txn) {
-                exec(st, xr() % 3 ? "COMMIT" : "ROLLBACK");
-                in_txn = 0;
-                savepoints = 0;
-            }
+            txn_step(st, &w,
+                     op < 45   ? TXN_OPEN
+                     : op < 49 ? TXN_UNDO
+                     : op < 52 ? TXN_RELEASE
+                               : TXN_END);
         } else {
             fw_history_query q;
             char unit[16], payee[16], excl[16];
@@ -193,12 +215,12 @@ static void cache_matches_sql_through_rollbacks(void **state)
             nonzero += want.count > 0;
         }
     }
-    if (in_txn)
+    if (w.in_txn)
         exec(st, "COMMIT");
     /* The sequence exercised what it is meant to. */
     assert_true(queries > 2000);
     assert_true(nonzero > 200);
-    assert_true(rollbacks > 20);
+    assert_true(w.rollbacks > 20);
     assert_true(fw_vcache_loads(c) > 1);
 
     /* Other forms are left to SQL. */
@@ -349,8 +371,9 @@ static void indicators_match_sql_through_rollbacks(void **state)
     fw_ledger *lg = fw_ledger_new(st);
     fw_vcache *c = fw_vcache_new(lg);
     assert_non_null(c);
-    int in_txn = 0, savepoints = 0, seq = 0, vno = 0;
-    long checks = 0, found = 0, rollbacks = 0;
+    int seq = 0, vno = 0;
+    txn_walk w = {0};
+    long checks = 0, found = 0;
     for (int step = 0; step < 8000; step++) {
         unsigned op = (unsigned)(xr() % 100);
         if (op < 15) {
@@ -359,36 +382,12 @@ static void indicators_match_sql_through_rollbacks(void **state)
             voucher_on_indicator(lg, seq++, vno++ % 100);
         } else if (op < 40) {
             voucher_flow(lg, seq++);
-        } else if (op < 44) {
-            if (!in_txn) {
-                exec(st, "BEGIN");
-                in_txn = 1;
-            } else {
-                exec(st, "SAVEPOINT sp");
-                savepoints++;
-            }
-        } else if (op < 48) {
-            if (savepoints) {
-                exec(st, "ROLLBACK TO sp");
-                rollbacks++;
-                if (xr() % 2) {
-                    exec(st, "RELEASE sp");
-                    savepoints--;
-                }
-            }
-        } else if (op < 50) {
-            if (savepoints) {
-                exec(st, "RELEASE sp");
-                savepoints--;
-            }
         } else if (op < 53) {
-            if (in_txn) {
-                int rb = xr() % 3 == 0;
-                exec(st, rb ? "ROLLBACK" : "COMMIT");
-                rollbacks += rb;
-                in_txn = 0;
-                savepoints = 0;
-            }
+            txn_step(st, &w,
+                     op < 44   ? TXN_OPEN
+                     : op < 48 ? TXN_UNDO
+                     : op < 50 ? TXN_RELEASE
+                               : TXN_END);
         } else {
             int i = 1 + (int)(xr() % (NIDS + 1)); /* NIDS + 1: never allocated */
             check_indicator(c, lg, i, step);
@@ -396,7 +395,7 @@ static void indicators_match_sql_through_rollbacks(void **state)
             found += fw_ledger_get_indicator(lg, "ZB2024-101001-0004", NULL) == 1;
         }
     }
-    if (in_txn)
+    if (w.in_txn)
         exec(st, "COMMIT");
     for (int i = 1; i <= NIDS + 1; i++)
         check_indicator(c, lg, i, -1);
@@ -404,7 +403,7 @@ static void indicators_match_sql_through_rollbacks(void **state)
      * most reads itself. */
     assert_true(checks > 3000);
     assert_true(found > 100); /* an id unknown at first, allocated later */
-    assert_true(rollbacks > 40);
+    assert_true(w.rollbacks > 40);
     assert_true(fw_vcache_indicator_reads(c) < checks / 2);
 
     /* Created, read, rolled back and created again with other classes: the

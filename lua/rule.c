@@ -775,13 +775,15 @@ static void collect_result(lua_State *L, call_args *a, int idx)
  * shared by the rules (fw_eval_push_ctx_cache). */
 enum { EV_MT = 1, EV_RUN = 2, EV_LINES = 3, EV_CTX = 4 };
 
-static uint64_t eval_serial = 1;
+/* Per thread: each rule set (its lua_State) is used by one thread only; the
+ * pre-payment check thread has a rule set of its own (daemon/precheck.h). */
+static _Thread_local uint64_t eval_serial = 1;
 
 /* The clock read that ended the previous rule call of this evaluation
  * starts the next one (half the clock reads; what runs between two calls is
  * the dispatch of the next rule).  ensure_eval breaks the chain: building
  * the event is no rule's time. */
-static struct {
+static _Thread_local struct {
     uint64_t serial; /* eval_serial of end; 0: no chain */
     double end;
 } call_clock;
@@ -1153,7 +1155,7 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
     }
     /* The dispatch bit and the subject are the same for every rule of the
      * evaluation: found once. */
-    static struct {
+    static _Thread_local struct {
         uint64_t serial;
         const fw_event *ev;
         int bit;

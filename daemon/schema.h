@@ -12,8 +12,9 @@ extern const char fw_rules_schema[];  /* lua/: rule-set versions and stats */
 extern const char fw_alerts_schema[]; /* alerts/ */
 extern const char fw_sms_schema[];    /* sms/ */
 /* Appended migrations. */
-extern const char fw_ledger_lean_schema[]; /* daemon/ledger_schema.c: unused indexes */
-extern const char fw_core_lean_schema[];   /* daemon/schema.c: unused events index */
+extern const char fw_ledger_lean_schema[];       /* daemon/ledger_schema.c: unused indexes */
+extern const char fw_core_lean_schema[];         /* daemon/schema.c: unused events index */
+extern const char fw_ledger_write_lean_schema[]; /* daemon/ledger_schema.c: indexes per voucher */
 
 extern const fw_migration fw_migrations[];
 extern const int fw_nmigrations;

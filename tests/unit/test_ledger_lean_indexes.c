@@ -15,6 +15,7 @@
 #include "daemon/ledger.h"
 #include "daemon/schema.h"
 #include "daemon/store.h"
+#include "test_ledger_util.h"
 
 #define MAXCAP 32
 static char captured[MAXCAP][1600];
@@ -59,8 +60,9 @@ static void test_rule_windows_stay_indexed(void **state)
     (void)state;
     char err[256];
     const fw_migration migs[] = {{"ledger", fw_ledger_schema},
-                                 {"ledger_lean", fw_ledger_lean_schema}};
-    fw_store *st = fw_store_open(":memory:", migs, 2, 0, FW_SYNC_NORMAL, err, sizeof err);
+                                 {"ledger_lean", fw_ledger_lean_schema},
+                                 {"ledger_write_lean", fw_ledger_write_lean_schema}};
+    fw_store *st = fw_store_open(":memory:", migs, 3, 0, FW_SYNC_NORMAL, err, sizeof err);
     assert_non_null(st);
     /* The migration really dropped something. */
     sqlite3_stmt *s;
@@ -122,10 +124,83 @@ static void test_rule_windows_stay_indexed(void **state)
     fw_store_close(st);
 }
 
+/* After "ledger_write_lean" (reservations_indicator dropped,
+ * ledger_entries_funding partial): the trace, whose funding walk names
+ * ledger_entries_funding, and the entries view still search an index, and
+ * the funding index holds the documents and transfers but no voucher
+ * entry. */
+static void test_trace_stays_indexed(void **state)
+{
+    (void)state;
+    char err[256];
+    const fw_migration migs[] = {{"ledger", fw_ledger_schema},
+                                 {"ledger_lean", fw_ledger_lean_schema},
+                                 {"ledger_write_lean", fw_ledger_write_lean_schema}};
+    fw_store *st = fw_store_open(":memory:", migs, 3, 0, FW_SYNC_NORMAL, err, sizeof err);
+    assert_non_null(st);
+    fw_ledger *l = fw_ledger_new(st);
+    assert_int_equal(lt_allocate(l, "a1", "101001", "A", 10000000, NULL, LT_T0, NULL),
+                     FW_LEDGER_APPLIED);
+    assert_int_equal(lt_allocate(l, "b1", "101001", "B", 5000000, NULL, LT_T0 + 1, NULL),
+                     FW_LEDGER_APPLIED);
+    assert_int_equal(lt_transfer(l, "t1", "101001", "B", "A", 1000000, LT_T0 + 2, NULL),
+                     FW_LEDGER_APPLIED);
+    lt_voucher v = {
+        .unit = "101001", .no = "V1", .indicator = "A", .amount = 250000, .at = LT_T0 + 3};
+    assert_int_equal(lt_created(l, "v1", &v, NULL), FW_LEDGER_APPLIED);
+    lt_vevent(l, "v1s", "101001", "V1", "signed", LT_T0 + 4, NULL);
+    lt_vevent(l, "v1t", "101001", "V1", "sent", LT_T0 + 5, NULL);
+    assert_int_equal(lt_vevent(l, "v1p", "101001", "V1", "paid", LT_T0 + 6, NULL),
+                     FW_LEDGER_APPLIED);
+
+    sqlite3_trace_v2(fw_store_db(st), SQLITE_TRACE_STMT, on_trace, NULL);
+    json_t *t = fw_ledger_trace_view(l, "V1");
+    assert_non_null(t);
+    expect_indexed(st, "trace");
+    json_t *e = fw_ledger_entries_view(l, "A", 10);
+    assert_non_null(e);
+    expect_indexed(st, "entries");
+    sqlite3_trace_v2(fw_store_db(st), 0, NULL, NULL);
+    /* The trace's funding: A's allocation and the transfer in from B. */
+    json_t *funding = json_object_get(json_object_get(t, "indicator"), "funding");
+    assert_int_equal(json_array_size(funding), 2);
+    /* A's entries: allocate, transfer_in, the voucher's freeze and post. */
+    assert_int_equal(json_array_size(json_object_get(e, "items")), 4);
+    /* The funding index is partial (voucher entries stay out of it) and no
+     * index of reservations is keyed by indicator. */
+    assert_int_equal(lt_sql_int(st,
+                                "SELECT count(*) FROM sqlite_schema WHERE name = ?1 AND sql LIKE "
+                                "'%WHERE cause_type = ''doc'' OR cause_type = ''transfer'''",
+                                "ledger_entries_funding"),
+                     1);
+    assert_int_equal(lt_sql_int(st,
+                                "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+                                "tbl_name = ?1 AND sql IS NOT NULL",
+                                "reservations"),
+                     0);
+    /* The invariant checks that summed reservations through
+     * reservations_indicator still see a reservation that disagrees. */
+    char why[256];
+    assert_int_equal(fw_ledger_check_invariants(l, why, sizeof why), 0);
+    assert_int_equal(fw_store_exec(st, "UPDATE reservations SET amount = amount + 1"), 0);
+    assert_int_equal(fw_ledger_check_invariants(l, why, sizeof why), -1);
+    assert_string_equal(why, "paid differs from posted reservations plus payroll: A");
+    assert_int_equal(fw_store_exec(st, "UPDATE reservations SET amount = amount - 1,"
+                                       " state = 'pending'"),
+                     0);
+    assert_int_equal(fw_ledger_check_invariants(l, why, sizeof why), -1);
+    assert_string_equal(why, "frozen differs from its pending reservations: A");
+    json_decref(t);
+    json_decref(e);
+    fw_ledger_free(l);
+    fw_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rule_windows_stay_indexed),
+        cmocka_unit_test(test_trace_stays_indexed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

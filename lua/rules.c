@@ -41,6 +41,7 @@ struct fw_rules {
     fw_ledger *ledger;
     const fw_config *cfg;
     int run_tests;
+    int quiet; /* fw_rules_opts.quiet */
     int64_t instr_budget;
     size_t mem_budget, state_mem_budget;
     fw_rule **rules;
@@ -100,7 +101,8 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
     fw_etc *etc = fw_etc_load(r->etc_dir, why, sizeof why);
     if (!etc) {
         append_err(err, errlen, why);
-        FW_ERROR("rules.etc_failed", "dir=%s", r->etc_dir);
+        if (!r->quiet)
+            FW_ERROR("rules.etc_failed", "dir=%s", r->etc_dir);
         return -1;
     }
     struct dirent **ents = NULL;
@@ -145,7 +147,9 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
             problems++;
             append_err(err, errlen, why);
             char q[600];
-            FW_WARN("rules.load_failed", "file=%s reason=%s", path, fw_log_quote(why, q, sizeof q));
+            if (!r->quiet)
+                FW_WARN("rules.load_failed", "file=%s reason=%s", path,
+                        fw_log_quote(why, q, sizeof q));
             /* Keep the previous version of this rule, if any. */
             char id[256];
             const char *base = strrchr(path, '/');
@@ -155,7 +159,8 @@ static int load_generation(fw_rules *r, fw_rule **old, int nold, fw_rule ***out,
                 if (old[j] && strcmp(old[j]->id, id) == 0) {
                     x = old[j];
                     old[j] = NULL;
-                    FW_WARN("rules.kept_old", "rule=%s", id);
+                    if (!r->quiet)
+                        FW_WARN("rules.kept_old", "rule=%s", id);
                 }
             if (!x)
                 continue;
@@ -184,6 +189,7 @@ fw_rules *fw_rules_new(const fw_rules_opts *o, char *err, int errlen)
     r->ledger = o->ledger;
     r->cfg = o->cfg;
     r->run_tests = o->run_tests;
+    r->quiet = o->quiet;
     r->instr_budget = o->instr_budget > 0 ? o->instr_budget : FW_RULES_DEFAULT_INSTR;
     r->mem_budget = o->mem_budget > 0 ? o->mem_budget : FW_RULES_DEFAULT_MEM;
     r->state_mem_budget =
@@ -199,8 +205,9 @@ fw_rules *fw_rules_new(const fw_rules_opts *o, char *err, int errlen)
         return NULL;
     }
     compute_version(r);
-    FW_INFO("rules.loaded", "dir=%s rules=%d problems=%d version=%s", r->dir, r->n, problems,
-            r->version);
+    if (!r->quiet)
+        FW_INFO("rules.loaded", "dir=%s rules=%d problems=%d version=%s", r->dir, r->n, problems,
+                r->version);
     return r;
 }
 
@@ -223,8 +230,9 @@ int fw_rules_reload(fw_rules *r, char *err, int errlen)
     r->rules = rules;
     r->n = n;
     compute_version(r);
-    FW_INFO("rules.reloaded", "rules=%d problems=%d version=%s previous=%s", r->n, problems,
-            r->version, before);
+    if (!r->quiet)
+        FW_INFO("rules.reloaded", "rules=%d problems=%d version=%s previous=%s", r->n, problems,
+                r->version, before);
     return problems;
 }
 

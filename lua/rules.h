@@ -11,7 +11,8 @@
  * rule that errors or exceeds a budget produces a "rule_error" hit (orange,
  * subject {rule, <id>}) and the other rules carry on.
  *
- * Usage from the pipeline (loop thread only):
+ * Usage from the pipeline (one thread per fw_rules: the loop, or the check
+ * thread with an instance of its own, daemon/precheck.h):
  *
  *   fw_rules_opts o = {.dir = "rules", .etc_dir = "etc", .ledger = lg, .cfg = cfg};
  *   fw_rules *r = fw_rules_new(&o, err, sizeof err);
@@ -51,6 +52,8 @@ typedef struct fw_rules_opts {
     size_t mem_budget;       /* per call: growth of the state's bytes; default 32 MiB */
     size_t state_mem_budget; /* the shared state's bytes; default 4 x mem_budget */
     int no_history_cache;    /* answer ctx.history by SQL only (no daemon/voucher_cache) */
+    int quiet; /* do not log load/reload outcomes: a second instance of a rule set that is
+                  logged elsewhere (the check thread's, daemon/precheck.h) */
 } fw_rules_opts;
 
 #define FW_RULES_DEFAULT_INSTR 1000000

@@ -22,6 +22,7 @@
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/money.h"
+#include "daemon/precheck.h"
 #include "daemon/schema.h"
 #include "daemon/store.h"
 #include "daemon/timeutil.h"
@@ -56,6 +57,7 @@ struct fw_app {
     /* run mode */
     struct event_base *base;
     fw_intake *intake;
+    fw_checker *checker; /* NATS checks on their own thread, or NULL: on the loop */
     fw_http *http;
     struct event *ev_sigterm, *ev_sigint, *ev_sighup, *ev_tick, *ev_alerts_tick, *ev_watch,
         *ev_drain;
@@ -850,57 +852,12 @@ fatal:
 
 /* ---- pre-payment check (§3) ---- */
 
-static json_t *check_decision(fw_app *a, const char *body, int len, int *status)
-{
-    fw_event ev;
-    fw_decode_error de;
-    *status = 200;
-    if (fw_event_decode_check(body, (size_t)len, &ev, &de) != 0) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s: %s", de.field, de.reason);
-        *status = 400;
-        return json_pack("{s:s}", "error", msg);
-    }
-    int rtok = fw_store_read_begin(a->store);
-    int rc = fw_rules_eval(a->rules, &ev, &a->hits);
-    json_t *hits = json_array();
-    int rank = -1;
-    for (int i = 0; rc >= 0 && i < a->hits.n; i++) {
-        fw_hit *h = &a->hits.items[i];
-        if (h->shadow)
-            continue; /* shadow rules never block */
-        if (fw_level_rank(h->level) > rank)
-            rank = fw_level_rank(h->level);
-        json_array_append_new(hits, json_pack("{s:s,s:s,s:s}", "rule", h->rule, "level", h->level,
-                                              "message", h->message));
-    }
-    fw_hit_list_clear(&a->hits);
-    const char *decision = rank == 3 ? "block" : (rank >= 1 ? "warn" : "allow");
-    json_t *avail = json_null();
-    const char *ind = json_string_value(json_object_get(ev.body, "indicator_id"));
-    fw_indicator fi;
-    if (ind && fw_ledger_get_indicator(a->ledger, ind, &fi) == 1) {
-        char buf[40];
-        avail = json_string(fw_money_format(fi.available, buf, sizeof buf));
-    }
-    fw_store_read_end(a->store, rtok);
-    json_t *j = json_pack("{s:s,s:s?,s:o,s:o}", "decision", decision, "voucher_no",
-                          json_string_value(json_object_get(ev.body, "voucher_no")), "available",
-                          avail, "hits", hits);
-    fw_event_clear(&ev);
-    if (rc < 0) {
-        json_decref(j);
-        *status = 500;
-        return json_pack("{s:s}", "error", "rule evaluation failed");
-    }
-    return j;
-}
-
 static void answer_check(fw_app *a, const fw_intake_msg *m)
 {
     double t0 = now_seconds();
     int status;
-    json_t *j = check_decision(a, m->data, m->len, &status);
+    json_t *j = fw_precheck_decide(a->rules, a->ledger, a->store, &a->hits, m->data, (size_t)m->len,
+                                   &status);
     char *s = json_dumps(j, JSON_COMPACT);
     fw_intake_reply(a->intake, m, s, (int)strlen(s));
     free(s);
@@ -949,7 +906,8 @@ static void h_check(const fw_http_req *req, fw_http_resp *resp, void *ud)
     fw_app *a = ud;
     double t0 = now_seconds();
     int status;
-    json_t *j = check_decision(a, req->body, (int)req->body_len, &status);
+    json_t *j = fw_precheck_decide(a->rules, a->ledger, a->store, &a->hits, req->body,
+                                   req->body_len, &status);
     fw_http_json(resp, status, j);
     fw_metric_add(a->m_check, 1);
     fw_metric_observe(a->m_check_lat, now_seconds() - t0);
@@ -1114,6 +1072,10 @@ static void reload_rules(fw_app *a, const char *why)
     const char *before = fw_rules_version(a->rules);
     char old[65];
     snprintf(old, sizeof old, "%s", before);
+    /* The check thread reloads the same files with the same tests; asked
+     * first, so that a check sent after rules.reloaded is logged is judged
+     * by the new set. */
+    fw_checker_reload(a->checker);
     int problems = fw_rules_reload(a->rules, err, sizeof err);
     const char *now = fw_rules_version(a->rules);
     char detail[1400];
@@ -1188,6 +1150,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     a->stopping = 1;
     FW_INFO("signal.stop", "signal=%s action=drain", sig == SIGTERM ? "TERM" : "INT");
     fw_intake_stop(a->intake);
+    fw_checker_stop(a->checker);
     struct timeval tv = {0, 10000};
     event_add(a->ev_drain, &tv);
 }
@@ -1289,6 +1252,11 @@ int fw_app_run(fw_config *cfg)
                        gauge_lag, a);
     fw_metric_gauge_fn("fundwatch_intake_queued", "Messages received, not yet handled", NULL,
                        gauge_queued, a);
+    if (fw_config_bool(cfg, "check.thread")) {
+        a->checker = fw_checker_start(cfg, fw_store_path(a->store), err, sizeof err);
+        if (!a->checker)
+            goto out;
+    }
     if (fw_intake_start(a->intake) != 0) {
         snprintf(err, sizeof err, "nats: cannot subscribe");
         goto out;
@@ -1332,6 +1300,7 @@ out:
         FW_ERROR("daemon.start_failed", "detail=\"%s\"", err);
         fprintf(stderr, "fundwatch: %s\n", err);
     }
+    fw_checker_free(a->checker);
     if (a->intake)
         fw_intake_free(a->intake);
     if (a->http)

@@ -96,6 +96,9 @@ const fw_config_key fw_core_config_keys[] = {
     {"rules.tick", FW_CFG_DURATION, "60", 1, 86400, NULL, "seconds between tick evaluations"},
     {"rules.etc", FW_CFG_STRING, "etc", 0, 0, NULL, "directory holding calendar/ and lists/"},
     {"rules.watch", FW_CFG_BOOL, "true", 0, 0, NULL, "reload when the rules directory changes"},
+    {"check.thread", FW_CFG_BOOL, "true", 0, 0, NULL,
+     "answer NATS pre-payment checks on a thread of their own (own read-only connection and "
+     "rule set) instead of the loop"},
     {"http.listen", FW_CFG_STRING, "127.0.0.1:8640", 0, 0, validate_listen,
      "admin/API address, or off"},
     {"auth.tokens", FW_CFG_STRING, "etc/tokens", 0, 0, NULL, "file of `token role name` lines"},

@@ -14,9 +14,6 @@
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 
-#define CHECK_SUBJECT "fundwatch.check"
-#define CHECK_QUEUE "fundwatch"
-
 typedef struct msg_queue {
     fw_intake_msg **items;
     int head, n, cap;
@@ -546,6 +543,51 @@ static void *flush_main(void *arg)
     return NULL;
 }
 
+/* A connection for the check service: the servers of nats.url, its own
+ * reader thread (never the loop's adapter), replies written as soon as they
+ * are published (no flusher thread: a reply must not wait 1 ms for
+ * company), reconnecting forever. */
+int fw_nats_connect_checks(const fw_config *cfg, natsConnection **nc)
+{
+    natsOptions *opts = NULL;
+    char *urls = strdup(fw_config_get(cfg, "nats.url"));
+    const char *list[16];
+    int nurls = 0;
+    for (char *save = NULL, *u = urls ? strtok_r(urls, ",", &save) : NULL; u && nurls < 16;
+         u = strtok_r(NULL, ",", &save)) {
+        while (*u == ' ')
+            u++;
+        list[nurls++] = u;
+    }
+    natsStatus s = urls ? natsOptions_Create(&opts) : NATS_NO_MEMORY;
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(opts, list, nurls);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(opts, "fundwatch-check");
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(opts, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(opts, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_check_connected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(opts, on_check_disconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(opts, on_check_connected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(opts, on_nats_error, NULL);
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(nc, opts);
+        if (s == NATS_NOT_YET_CONNECTED)
+            s = NATS_OK; /* retried in the background, like the stream connection */
+    }
+    free(urls);
+    natsOptions_Destroy(opts);
+    return s;
+}
+
 fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intake_handler fn,
                          fw_intake_committed_fn committed, void *ud, char *err, int errlen)
 {
@@ -626,36 +668,10 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
     }
     if (s == NATS_OK)
         s = natsConnection_JetStream(&in->js, in->nc, NULL);
-    /* The check connection: the same servers, its own reader thread (never
-     * the loop's adapter), replies written as soon as they are published. */
-    if (s == NATS_OK) {
-        natsOptions_Destroy(opts);
-        opts = NULL;
-        s = natsOptions_Create(&opts);
-    }
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, list, nurls);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(opts, "fundwatch-check");
-    if (s == NATS_OK)
-        s = natsOptions_SetSendAsap(opts, true);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_check_connected, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetDisconnectedCB(opts, on_check_disconnected, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(opts, on_check_connected, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetErrorHandler(opts, on_nats_error, NULL);
-    if (s == NATS_OK) {
-        s = natsConnection_Connect(&in->check_nc, opts);
-        if (s == NATS_NOT_YET_CONNECTED)
-            s = NATS_OK; /* retried in the background, like the stream connection */
-    }
+    /* The check connection, when the loop answers checks (check.thread =
+     * false); else the check thread has its own (daemon/precheck.h). */
+    if (s == NATS_OK && !fw_config_bool(cfg, "check.thread"))
+        s = fw_nats_connect_checks(cfg, &in->check_nc);
     free(urls);
     natsOptions_Destroy(opts);
     if (s != NATS_OK) {
@@ -669,8 +685,12 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
 
 int fw_intake_start(fw_intake *in)
 {
-    natsStatus s = natsConnection_QueueSubscribe(&in->check_sub, in->check_nc, CHECK_SUBJECT,
-                                                 CHECK_QUEUE, on_check_msg, in);
+    if (!in->check_nc) { /* the check thread answers them */
+        begin_setup(in);
+        return 0;
+    }
+    natsStatus s = natsConnection_QueueSubscribe(&in->check_sub, in->check_nc, FW_CHECK_SUBJECT,
+                                                 FW_CHECK_QUEUE, on_check_msg, in);
     if (s != NATS_OK) {
         FW_ERROR("intake.check_subscribe_failed", "status=%s", natsStatus_GetText(s));
         return -1;

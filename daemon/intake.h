@@ -23,10 +23,12 @@
  * committed sequence is acked without processing.
  *
  * The same connection publishes DLQ copies and alert changes.  The
- * pre-payment check (core NATS request/reply, queue group `fundwatch`) has a
- * second connection that writes each reply at once (no flusher thread, no
- * queueing behind acks); its requests reach the loop through the same queue
- * lock and are served ahead of, and between, stream messages.
+ * pre-payment check (core NATS request/reply, queue group `fundwatch`) has
+ * a connection of its own that writes each reply at once (no flusher
+ * thread, no queueing behind acks).  With check.thread (the default) the
+ * check thread owns that connection (daemon/precheck.h) and the intake has
+ * none; else the intake has it and its requests reach the loop through the
+ * same queue lock, served ahead of, and between, stream messages.
  */
 #ifndef FW_INTAKE_H
 #define FW_INTAKE_H
@@ -36,7 +38,12 @@
 
 #include "daemon/config.h"
 
+/* The pre-payment check service (contract §3): core NATS request/reply. */
+#define FW_CHECK_SUBJECT "fundwatch.check"
+#define FW_CHECK_QUEUE "fundwatch"
+
 struct event_base;
+struct __natsConnection;
 typedef struct fw_intake fw_intake;
 
 typedef struct fw_intake_msg {
@@ -79,6 +86,11 @@ void fw_intake_free(fw_intake *in);
  * commit.  Returns how many. */
 int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_msg *m), void *ud,
                            int max);
+
+/* Connect a check-service connection (nats.url's servers, SendAsap,
+ * reconnecting forever): the intake's own when check.thread is false, the
+ * check thread's (daemon/precheck.h) otherwise.  A natsStatus. */
+int fw_nats_connect_checks(const fw_config *cfg, struct __natsConnection **nc);
 
 /* Max messages handed to the handler per call (the batch). */
 void fw_intake_set_batch(fw_intake *in, int max);

@@ -374,6 +374,14 @@ static void test_sighup_reload(void **state)
     create_voucher(e, "热加载测试采购", v3, sizeof v3);
     assert_int_equal(alert_ruleset(e, "hot_keyword", v3, r1, sizeof r1, NULL), 0);
     print_message("ruleset after adding hot_keyword: %s\n", r1);
+    /* The check thread has its own rule set, reloaded with the loop's. */
+    char body[2048];
+    voucher_json(body, sizeof body, "", "ZF2024RLDHOT", "热加载测试采购");
+    natsMsg *reply = NULL;
+    assert_int_equal(natsConnection_RequestString(&reply, e->nc, "fundwatch.check", body, 10000),
+                     NATS_OK);
+    assert_non_null(strstr(natsMsg_GetData(reply), "\"hot_keyword\""));
+    natsMsg_Destroy(reply);
     assert_string_not_equal(r1, r0);
     create_voucher(e, "其他", v4, sizeof v4);
     assert_int_equal(alert_ruleset(e, "vague_purpose", v4, r, sizeof r, NULL), 0);

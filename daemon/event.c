@@ -22,6 +22,7 @@
  * - A transfer to the indicator it comes from is malformed.
  */
 #include "daemon/event.h"
+#include "daemon/json_fast.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -577,7 +578,11 @@ static int decode_body(fw_kind kind, const char *unit, const char *data, size_t 
         fail(err, "payload too large", "body");
         goto cleanup;
     }
-    body = json_loadb(data ? data : "", data ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
+    /* The common form directly; anything else (errors included) as
+     * jansson reads it (see json_fast.h). */
+    body = fw_json_load_fast(data, len);
+    if (!body)
+        body = json_loadb(data ? data : "", data ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
     if (body == NULL) {
         switch (json_error_code(&jerr)) {
         case json_error_invalid_utf8:

@@ -647,9 +647,11 @@ static void on_synced(evutil_socket_t fd, short what, void *arg)
  *   (the redo adds them again);
  * - counters: messages, duplicates, DLQ (the series bumped are remembered),
  *   alerts created by level and SMS queued by kind (alerts/, sms/: their
- *   only per-message memory besides log lines) go back to the batch's start
- *   and the redo counts again.  Nothing reads them meanwhile (the loop
- *   serves only checks during a batch).  The rule engine's own counters
+ *   only per-message memory besides log lines; found by name at start,
+ *   which fails if one is missing) go back to the batch's start and the
+ *   redo counts again.  Only these series are touched: the check thread
+ *   counts its own (checks, rule evaluations) meanwhile.  Nothing reads
+ *   them during a batch (the loop serves no HTTP then).  The rule engine's own counters
  *   (evaluations, hits, seconds per rule) count the redo's evaluations too:
  *   they measure the engine's work, checks included;
  * - log lines: the redo of 0..k-1 runs with the log level at error (they
@@ -731,20 +733,30 @@ static int redo_batch_carefully(fw_app *a, fw_intake_msg **msgs, int k, const ba
 }
 
 /* The counters alerts/ and sms/ bump per message (see redo_batch_carefully);
- * looked up after both registered them. */
-static void watch_module_counters(fw_app *a)
+ * looked up after both registered them.  A series that is not there (a
+ * module renamed it) fails the start: the undo would silently miss it. */
+static int watch_module_counters(fw_app *a, char *err, int errlen)
 {
     static const char *const levels[4] = {"blue", "yellow", "orange", "red"};
     static const char *const kinds[4] = {"payroll", "reimburse", "subsidy", "alert"};
-    char labels[64];
+    char labels[8][64];
+    const char *names[8];
     for (int i = 0; i < 4; i++) {
-        snprintf(labels, sizeof labels, "level=\"%s\"", levels[i]);
-        a->m_module[i] =
-            fw_metric_counter("fundwatch_alerts_created_total", "Alerts created by level", labels);
-        snprintf(labels, sizeof labels, "kind=\"%s\"", kinds[i]);
-        a->m_module[4 + i] = fw_metric_counter("fundwatch_sms_queued_total",
-                                               "SMS written to the outbox, by kind", labels);
+        names[i] = "fundwatch_alerts_created_total";
+        snprintf(labels[i], sizeof labels[i], "level=\"%s\"", levels[i]);
+        names[4 + i] = "fundwatch_sms_queued_total";
+        snprintf(labels[4 + i], sizeof labels[4 + i], "kind=\"%s\"", kinds[i]);
     }
+    for (int i = 0; i < 8; i++) {
+        a->m_module[i] = fw_metric_find(names[i], labels[i]);
+        if (!a->m_module[i]) {
+            snprintf(err, (size_t)errlen,
+                     "internal: counter %s{%s} is not registered (the batch undo needs it)",
+                     names[i], labels[i]);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Alert notices wait at most this long for a moment when every commit is
@@ -1218,7 +1230,8 @@ int fw_app_run(fw_config *cfg)
     a->sms = fw_sms_new(a->store, cfg, a->base, err, sizeof err);
     if (!a->sms)
         goto out;
-    watch_module_counters(a);
+    if (watch_module_counters(a, err, sizeof err) != 0)
+        goto out;
     fw_alerts_sinks sinks = {sink_publish, sink_webhook, sink_sms, a};
     fw_alerts_set_sinks(a->alerts, &sinks);
     if (fw_store_begin(a->store) == 0) {

@@ -80,6 +80,17 @@ fw_metric *fw_metric_counter(const char *name, const char *help, const char *lab
     return lookup_or_add(M_COUNTER, name, help, labels);
 }
 
+fw_metric *fw_metric_find(const char *name, const char *labels)
+{
+    labels = labels ? labels : "";
+    pthread_mutex_lock(&g_lock);
+    fw_metric *m = g_head;
+    while (m && (strcmp(m->name, name) != 0 || strcmp(m->labels, labels) != 0))
+        m = m->next;
+    pthread_mutex_unlock(&g_lock);
+    return m;
+}
+
 fw_metric *fw_metric_gauge(const char *name, const char *help, const char *labels)
 {
     return lookup_or_add(M_GAUGE, name, help, labels);
@@ -89,7 +100,7 @@ fw_metric *fw_metric_histogram(const char *name, const char *help, const char *l
                                const double *bounds, int n)
 {
     fw_metric *m = lookup_or_add(M_HISTOGRAM, name, help, labels);
-    if (m->nbounds == 0) {
+    if (m->nbounds == 0 && bounds && n > 0) {
         if (n > MAX_BOUNDS)
             n = MAX_BOUNDS;
         memcpy(m->bounds, bounds, (size_t)n * sizeof *bounds);

@@ -28,6 +28,10 @@ fw_metric *fw_metric_gauge(const char *name, const char *help, const char *label
 fw_metric *fw_metric_histogram(const char *name, const char *help, const char *labels,
                                const double *bounds, int n);
 
+/* The metric registered under name and labels, or NULL (never creates one:
+ * for code that must find another module's series, not invent it). */
+fw_metric *fw_metric_find(const char *name, const char *labels);
+
 /* Updates on a NULL metric do nothing (a caller may run uncounted). */
 void fw_metric_add(fw_metric *m, double v);     /* counters, gauges */
 void fw_metric_set(fw_metric *m, double v);     /* gauges */

@@ -82,7 +82,12 @@ struct fw_vcache {
     long row_reads; /* voucher rows re-read from SQL after a write (tests) */
 };
 
-static fw_vcache *attached[8]; /* caches by connection, to refuse a second one */
+/* Caches by connection, to refuse a second one and to find a connection's
+ * cache from the ledger's writes.  Per thread: a cache and its connection
+ * belong to the thread that made them (the loop's); the check thread's rule
+ * tests write only to in-memory ledgers of their own and must find nothing
+ * here, without racing the loop. */
+static _Thread_local fw_vcache *attached[8];
 
 static void *xrealloc(void *p, size_t n)
 {

@@ -2,12 +2,14 @@
 #include "daemon/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 
-static fw_log_level g_min = FW_LOG_INFO;
+/* Atomic: the check thread logs while the loop may change the level. */
+static _Atomic int g_min = FW_LOG_INFO;
 static const char *const g_names[] = {"debug", "info", "warn", "error"};
 
 void fw_log_set_level(fw_log_level min)

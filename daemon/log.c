@@ -14,7 +14,7 @@ static const char *const g_names[] = {"debug", "info", "warn", "error"};
 
 void fw_log_set_level(fw_log_level min)
 {
-    g_min = min;
+    atomic_store(&g_min, (int)min);
 }
 
 int fw_log_level_parse(const char *s)
@@ -27,7 +27,7 @@ int fw_log_level_parse(const char *s)
 
 void fw_log(fw_log_level level, const char *event, const char *fmt, ...)
 {
-    if (level < g_min)
+    if ((int)level < atomic_load(&g_min))
         return;
     char line[4096];
     struct timeval tv;

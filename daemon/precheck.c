@@ -82,7 +82,6 @@ struct fw_checker {
     pthread_cond_t cond;
     int started; /* under lock: 1 ready, -1 failed */
     _Atomic int stop, reload;
-    _Atomic long answered;
 
     /* Owned by the checker thread alone (see precheck.h). */
     natsConnection *nc;
@@ -202,7 +201,6 @@ static void checker_answer(fw_checker *c, natsMsg *msg)
     json_decref(j);
     fw_metric_add(c->m_check, 1);
     fw_metric_observe(c->m_check_lat, mono_seconds() - t0);
-    atomic_fetch_add(&c->answered, 1);
 }
 
 static void checker_reload(fw_checker *c)
@@ -297,11 +295,6 @@ void fw_checker_reload(fw_checker *c)
 {
     if (c)
         atomic_store(&c->reload, 1);
-}
-
-long fw_checker_answered(fw_checker *c)
-{
-    return c ? atomic_load(&c->answered) : 0;
 }
 
 void fw_checker_stop(fw_checker *c)

@@ -68,8 +68,6 @@ fw_checker *fw_checker_start(const fw_config *cfg, const char *store_path, char 
 /* Reload the checker's rule set before its next request (the loop calls it
  * after its own reload: the same files, the same tests). */
 void fw_checker_reload(fw_checker *c);
-/* Requests answered so far. */
-long fw_checker_answered(fw_checker *c);
 /* Unsubscribe and stop the thread, closing what it owns (within about
  * 50 ms; a request not yet read goes to another member of the group or
  * times out).  Idempotent. */

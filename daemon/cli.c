@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/app.h"
+#include "daemon/intake.h"
 #include "daemon/log.h"
 #include "daemon/money.h"
 #include "daemon/schema.h"
@@ -64,6 +65,76 @@ void fw_cli_free(fw_cli *c)
     fw_config_free(c->cfg);
     free(c->argv);
     memset(c, 0, sizeof *c);
+}
+
+/* ---- check ---- */
+
+int fw_cli_check(fw_cli *c)
+{
+    long timeout_ms = 5000;
+    const char *path = NULL;
+    for (int i = 0; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--timeout") == 0 && i + 1 < c->argc) {
+            char *end;
+            timeout_ms = strtol(c->argv[++i], &end, 10);
+            if (*end || timeout_ms <= 0) {
+                fprintf(stderr, "fundwatch check: --timeout: milliseconds expected\n");
+                return 2;
+            }
+        } else if (!path) {
+            path = c->argv[i];
+        } else {
+            path = NULL;
+            break;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "usage: fundwatch check [-c FILE] [--timeout MS] BODY.json|-\n");
+        return 2;
+    }
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    char *body = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&body, &len);
+    char buf[8192];
+    size_t n;
+    while (mem && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, mem);
+    if (mem)
+        fclose(mem);
+    if (f != stdin)
+        fclose(f);
+    int rc = 1;
+    natsConnection *nc = NULL;
+    natsMsg *reply = NULL;
+    json_t *j = NULL;
+    natsStatus s =
+        body ? natsConnection_ConnectTo(&nc, fw_config_get(c->cfg, "nats.url")) : NATS_NO_MEMORY;
+    if (s == NATS_OK)
+        s = natsConnection_Request(&reply, nc, FW_CHECK_SUBJECT, body, (int)len, timeout_ms);
+    if (s != NATS_OK) {
+        fprintf(stderr, "fundwatch check: %s on %s: %s\n", FW_CHECK_SUBJECT,
+                fw_config_get(c->cfg, "nats.url"),
+                s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ? "no answer (is the daemon running?)"
+                                                             : natsStatus_GetText(s));
+        goto out;
+    }
+    printf("%.*s\n", natsMsg_GetDataLength(reply), natsMsg_GetData(reply));
+    j = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    const char *decision = json_string_value(json_object_get(j, "decision"));
+    if (decision)
+        rc = strcmp(decision, "block") == 0 ? 3 : 0;
+out:
+    json_decref(j);
+    natsMsg_Destroy(reply);
+    natsConnection_Destroy(nc);
+    nats_Close();
+    free(body);
+    return rc;
 }
 
 /* ---- publish ---- */

@@ -27,6 +27,12 @@ void fw_cli_free(fw_cli *c);
  * {"subject","data"} to JetStream (creating the stream when absent) and wait
  * for the acks; prints a summary. */
 int fw_cli_publish(fw_cli *c);
+/* `fundwatch check [-c FILE] [--timeout MS] BODY.json|-`: send a voucher
+ * `created` body to the running daemon's pre-payment check
+ * (fundwatch.check, contract §3) and print the reply.  Exit 0 for allow or
+ * warn, 3 for block (so a script can stop the payment), 1 when there is no
+ * answer or the reply is an error, 2 for bad usage. */
+int fw_cli_check(fw_cli *c);
 /* `fundwatch replay [-c FILE] [--rules DIR] [--compare DIR2] INPUT.jsonl` */
 int fw_cli_replay(fw_cli *c);
 /* `fundwatch report [-c FILE]`: a supervisor's summary of the store. */

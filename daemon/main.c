@@ -10,6 +10,7 @@
  *   audit      verify
  *   sms        list
  *   publish    push a JSON Lines file into JetStream (demo, benchmarks)
+ *   check      ask the running daemon's pre-payment check about a voucher
  *   report     a supervisor's summary of what is in the store
  */
 #include <stdio.h>
@@ -42,6 +43,7 @@ static void usage(FILE *f)
           "  audit verify                      check the audit hash chain\n"
           "  sms list [--status --kind --phone-tail]\n"
           "  publish INPUT.jsonl               publish events to JetStream\n"
+          "  check BODY.json|-                 pre-payment check of a voucher (exit 3: block)\n"
           "  report                            summary: alerts, SMS, balances\n",
           f);
 }
@@ -116,6 +118,8 @@ int main(int argc, char **argv)
         rc = fw_cli_replay(&c);
     } else if (strcmp(cmd, "publish") == 0) {
         rc = fw_cli_publish(&c);
+    } else if (strcmp(cmd, "check") == 0) {
+        rc = fw_cli_check(&c);
     } else if (strcmp(cmd, "report") == 0) {
         rc = fw_cli_report(&c);
     } else if (strcmp(cmd, "ledger") == 0) {

@@ -84,6 +84,36 @@ echo
 echo "== trace a paid voucher back to its funding documents (fundwatch ledger trace $voucher)"
 $fw ledger trace "${opts[@]}" "$voucher"
 
+# A voucher of the city, as the payment system would send it before paying:
+# once with an amount above its indicator's available balance, once small.
+python3 - "$demo/city.jsonl" "$db" "$demo" <<'PY'
+import json, sqlite3, sys
+city, db, out = sys.argv[1:4]
+con = sqlite3.connect(db)
+for line in open(city, encoding="utf-8"):
+    m = json.loads(line)
+    d = m.get("data")
+    if not (isinstance(d, dict) and m["subject"].startswith("fiscal.voucher.")
+            and d.get("event") == "created" and d.get("settle_method") == "transfer"
+            and d.get("occurred_at", "").startswith("2024-06-12T10")):
+        continue
+    row = con.execute("SELECT allocated - frozen - paid FROM indicators WHERE indicator_id = ?",
+                      (d["indicator_id"],)).fetchone()
+    if not row or row[0] <= 0:
+        continue
+    d.pop("id", None)
+    for name, fen in (("check-over.json", row[0] + 500000), ("check-ok.json", 80000)):
+        d["voucher_no"] = "ZF-CHECK-" + name.split(".")[0].split("-")[1].upper()
+        d["amount"] = "%d.%02d" % divmod(fen, 100)
+        json.dump(d, open(f"{out}/{name}", "w", encoding="utf-8"), ensure_ascii=False)
+    break
+PY
+echo
+echo "== pre-payment check, a voucher above its indicator's balance (fundwatch check; exit 3 = block)"
+$fw check "${opts[@]}" "$demo/check-over.json" || echo "   exit $?"
+echo "== the same voucher for 800.00 yuan"
+$fw check "${opts[@]}" "$demo/check-ok.json" || echo "   exit $?"
+
 echo
 echo "== audit chain (fundwatch audit verify)"
 $fw audit verify "${opts[@]}"

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -558,6 +559,46 @@ static void test_check_while_loop_blocked(void **state)
     assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
 }
 
+/* `fundwatch check FILE`: the reply on stdout; exit 3 for block, 0 for
+ * allow or warn, 1 when nobody answers. */
+static int run_cli_check(env *e, const char *url, const char *body, char *out, size_t cap)
+{
+    char path[700], cmd[2400];
+    snprintf(path, sizeof path, "%s/check-body.json", e->tmp);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(body, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s check -c %s -o nats.url=%s --timeout 2000 %s", fw_t_bin(),
+             e->d.conf, url, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli_check(void **state)
+{
+    env *e = *state;
+    allocate(e, "chk-ind-6", IND, "3000.00");
+    char body[2048], out[4096];
+    voucher(body, sizeof body, "ZF2024CHK0300", IND, "5000.00", "transfer", "办公用品采购");
+    assert_int_equal(run_cli_check(e, e->nats.url, body, out, sizeof out), 3);
+    assert_non_null(strstr(out, "\"decision\":\"block\""));
+    assert_non_null(strstr(out, "\"available\":\"3000.00\""));
+    voucher(body, sizeof body, "ZF2024CHK0301", IND, "100.00", "transfer", "办公用品采购");
+    assert_int_equal(run_cli_check(e, e->nats.url, body, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"decision\":\"allow\""));
+    /* A malformed body: the daemon's {"error"}, exit 1. */
+    assert_int_equal(run_cli_check(e, e->nats.url, "{\"event\":\"created\"}", out, sizeof out), 1);
+    assert_non_null(strstr(out, "\"error\""));
+    assert_int_equal(fw_t_daemon_kill(&e->d, SIGTERM), 0);
+    /* Nobody answers. */
+    assert_int_equal(run_cli_check(e, e->nats.url, body, out, sizeof out), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +607,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_while_loop_blocked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions, setup_loop, teardown),
         cmocka_unit_test_setup_teardown(test_check_follows_ledger, setup_loop, teardown),
     };

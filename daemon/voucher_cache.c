@@ -667,6 +667,11 @@ static fw_vcache *attached_to(fw_ledger *l)
     return NULL;
 }
 
+fw_vcache *fw_vcache_of(fw_ledger *l)
+{
+    return attached_to(l);
+}
+
 void fw_vcache_indicator_written(fw_ledger *l, const char *id)
 {
     fw_vcache *c = attached_to(l);

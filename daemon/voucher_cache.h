@@ -80,6 +80,9 @@ void fw_vcache_indicator_balances(fw_ledger *l, const fw_indicator *ind);
 void fw_vcache_voucher_inserted(fw_ledger *l, int64_t rowid, const char *unit_code,
                                 const char *payee_account, int64_t created_at, int64_t amount,
                                 const char *voucher_no);
+/* The cache attached to the ledger's connection, or NULL (the ledger reads
+ * an indicator through it before moving a reservation's amount). */
+fw_vcache *fw_vcache_of(fw_ledger *l);
 /* Voucher rows re-read from SQL after a write (tests). */
 long fw_vcache_row_reads(const fw_vcache *c);
 /* Indicator rows read from SQL by the cache (tests). */

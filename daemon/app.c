@@ -8,10 +8,13 @@
 #include <jansson.h>
 #include <nats/nats.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "alerts/alerts.h"
 #include "daemon/event.h"
@@ -1177,6 +1180,23 @@ static double gauge_queued(void *ud)
     return fw_intake_queued(((fw_app *)ud)->intake);
 }
 
+/* The loop thread's own nice value (only this thread: the threads made
+ * before it, cnats's and the check thread, keep theirs).  Why: a check is
+ * latency-bound and ingest is throughput-bound.  With 20,000 vouchers/s
+ * published on 2 cores, the loop at the same priority as nats-server and
+ * the check thread made checks wait for a CPU: bench_check's p99 was 31 ms
+ * with the loop at nice 0 and 11 ms at nice 5 (same machine, minutes
+ * apart), with the same ingest rate.  Raising one's own nice value needs no
+ * privilege; it is done after the check thread started, which therefore
+ * does not inherit it. */
+static void lower_loop_priority(long nice_value)
+{
+    if (nice_value <= 0)
+        return;
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)nice_value) != 0)
+        FW_WARN("daemon.ingest_nice", "nice=%ld error=\"%s\"", nice_value, strerror(errno));
+}
+
 int fw_app_run(fw_config *cfg)
 {
     char err[1024] = "";
@@ -1269,6 +1289,7 @@ int fw_app_run(fw_config *cfg)
         a->checker = fw_checker_start(cfg, fw_store_path(a->store), err, sizeof err);
         if (!a->checker)
             goto out;
+        lower_loop_priority(fw_config_int(cfg, "check.ingest_nice"));
     }
     if (fw_intake_start(a->intake) != 0) {
         snprintf(err, sizeof err, "nats: cannot subscribe");

@@ -99,6 +99,9 @@ const fw_config_key fw_core_config_keys[] = {
     {"check.thread", FW_CFG_BOOL, "true", 0, 0, NULL,
      "answer NATS pre-payment checks on a thread of their own (own read-only connection and "
      "rule set) instead of the loop"},
+    {"check.ingest_nice", FW_CFG_INT, "5", 0, 19, NULL,
+     "nice value of the ingest loop while the check thread runs: bulk ingest yields the CPU to "
+     "checks and to nats-server, which routes them (0: the same priority)"},
     {"http.listen", FW_CFG_STRING, "127.0.0.1:8640", 0, 0, validate_listen,
      "admin/API address, or off"},
     {"auth.tokens", FW_CFG_STRING, "etc/tokens", 0, 0, NULL, "file of `token role name` lines"},

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/json_fast.h"
 #include "daemon/log.h"
 
 /* Copy column text into a fixed field, truncated as snprintf("%s") would
@@ -80,7 +81,13 @@ json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no)
     json_t *v = NULL;
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        v = json_loads(fw_col_text(s, 0), 0, NULL);
+        /* The stored body is canonical JSON: the fast parser takes it (it
+         * was ~5 us of a 16 us ctx.voucher with json_loads). */
+        const char *body = fw_col_text(s, 0);
+        size_t blen = (size_t)sqlite3_column_bytes(s, 0);
+        v = fw_json_load_fast(body, blen);
+        if (!v)
+            v = json_loadb(body, blen, 0, NULL);
         if (v && json_is_object(v)) {
             json_object_del(v, "id"); /* the created event's id is in events[] */
             json_object_del(v, "event");

@@ -198,6 +198,13 @@ fail:
  *   sync, size, truncate, file-control, lock, close) and when it is full:
  *   frames spilled before a commit (cache spill) may be read back by the
  *   writer, and reach the file before they are read.
+ * - The connection runs with cache_spill=OFF once migrated (fw_store_open),
+ *   so SQLite writes frames only inside a COMMIT, which ends with the commit
+ *   frame: the buffer is empty whenever a transaction ends.  A frame spilled
+ *   by a transaction that then rolled back would otherwise stay buffered,
+ *   and be written out later over frames that another writer (a CLI
+ *   process) may have committed at the same offsets meanwhile.  (A batch
+ *   dirties a few MiB; the cache is 64 MiB.)
  * Nothing else changes: the same bytes reach the file at the same offsets,
  * before the commit is visible, and fdatasync (the sync thread's, or
  * SQLite's own with synchronous=FULL) sees them as before.  Files other
@@ -820,6 +827,11 @@ fw_store *fw_store_open(const char *path, const fw_migration *migs, int nmigs, i
         }
         if (migrate(st, migs, nmigs, err, errlen) != 0)
             goto cleanup;
+        /* After the migrations (a big CREATE INDEX may spill): see walbuf. */
+        if (vfs && exec_sql(st->db, "PRAGMA cache_spill=OFF", e, sizeof e) != 0) {
+            snprintf(err, (size_t)errlen, "%s: %s", path, e);
+            goto cleanup;
+        }
         if (sync == FW_SYNC_DEFERRED && !memory && start_deferred(st, err, errlen) != 0)
             goto cleanup;
     }

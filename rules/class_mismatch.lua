@@ -24,7 +24,7 @@ return {
     if ind == nil then
       return nil
     end
-    local diffs, details = {}, { amount = v.amount }
+    local diffs, details -- made at the first difference
     for _, f in ipairs(FIELDS) do
       local field, label, always = f[1], f[2], f[3]
       local mine = v[field]
@@ -32,6 +32,9 @@ return {
         local theirs = ind[field] or ""
         mine = mine or ""
         if mine ~= theirs then
+          if diffs == nil then
+            diffs, details = {}, { amount = v.amount }
+          end
           diffs[#diffs + 1] = ("%s %s（指标为 %s）"):format(label, mine,
             theirs ~= "" and theirs or "空")
           details[field] = mine
@@ -39,7 +42,7 @@ return {
         end
       end
     end
-    if #diffs == 0 then
+    if diffs == nil then
       return nil
     end
     return {

@@ -40,17 +40,18 @@ return {
   check = function(v, ctx)
     local now = ctx.now()
     local t = ctx.time(now)
-    local reasons = {}
+    local reasons -- made for the first reason
     local holiday = not ctx.is_workday(now)
     if holiday then
-      reasons[#reasons + 1] = ("非工作日（周%s）"):format(WDAY[t.wday])
+      reasons = { ("非工作日（周%s）"):format(WDAY[t.wday]) }
     end
     local m = t.hour * 60 + t.min
     local night = in_window(m, minutes(ctx.params.night_from), minutes(ctx.params.night_to))
     if night then
+      reasons = reasons or {}
       reasons[#reasons + 1] = ("夜间 %s–%s"):format(ctx.params.night_from, ctx.params.night_to)
     end
-    if #reasons == 0 then
+    if reasons == nil then
       return nil
     end
     local at = ("%s %02d:%02d:%02d"):format(ctx.date(now), t.hour, t.min, t.sec)

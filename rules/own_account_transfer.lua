@@ -8,6 +8,12 @@
 -- both ends, without Lua patterns (names are free text of any length).
 local function trim(s)
   s = s or ""
+  -- Most names have nothing to trim: neither end is white space (bytes up
+  -- to 32 here) nor part of U+3000 (which starts with 227, ends with 128).
+  local first, last = s:byte(1), s:byte(-1)
+  if first ~= nil and first > 32 and first ~= 227 and last > 32 and last ~= 128 then
+    return s
+  end
   local i, j = 1, #s
   while true do
     local b = s:byte(i)

@@ -18,6 +18,10 @@ local function is_space(b)
 end
 
 local function trim(s)
+  local first, last = s:byte(1), s:byte(-1)
+  if first ~= nil and first > 32 and last > 32 then
+    return s -- nothing to trim (the usual case)
+  end
   local i, j = 1, #s
   while i <= j and is_space(s:byte(i)) do i = i + 1 end
   while j >= i and is_space(s:byte(j)) do j = j - 1 end
@@ -106,6 +110,11 @@ local function may_be_generic(ctx, s)
   return true
 end
 
+-- The details of a hit (made only for one).
+local function hit_details(v, n, ctx)
+  return { amount = v.amount, chars = n, min_chars = ctx.params.min_chars }
+end
+
 return {
   id = "vague_purpose",
   name = "支付摘要不规范",
@@ -116,15 +125,14 @@ return {
   check = function(v, ctx)
     local s = trim(v.purpose or "")
     local n = ctx.utf8len(s) or 0
-    local details = { amount = v.amount, chars = n, min_chars = ctx.params.min_chars }
     if s == "" then
       return { message = ("支付摘要为空，支付金额 %s 元"):format(ctx.yuan(v.amount)),
-               details = details, key = "empty" }
+               details = hit_details(v, n, ctx), key = "empty" }
     end
     if n < ctx.params.min_chars then
       return { message = ("支付摘要“%s”仅 %d 字，少于 %d 字，支付金额 %s 元"):format(s, n,
                  ctx.params.min_chars, ctx.yuan(v.amount)),
-               details = details, key = "short" }
+               details = hit_details(v, n, ctx), key = "short" }
     end
     if #s > 200 then
       return nil -- a long text is not "only a generic word"
@@ -140,7 +148,7 @@ return {
     if rest == "" then
       return { message = ("支付摘要“%s”只有泛化用语，未说明用途，支付金额 %s 元"):format(s,
                  ctx.yuan(v.amount)),
-               details = details, key = "generic" }
+               details = hit_details(v, n, ctx), key = "generic" }
     end
     return nil
   end,

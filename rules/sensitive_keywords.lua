@@ -34,11 +34,17 @@ return {
       return nil
     end
     local purpose, payee = v.purpose or "", v.payee_name or ""
+    -- Most payments name no word of the list: one C search per text tells
+    -- (ctx.find_word); only then are all the words looked for, in order.
+    local list = ctx.params.words_list
+    if ctx.find_word(purpose, list) == nil and ctx.find_word(payee, list) == nil then
+      return nil
+    end
     -- One search per word over both texts: list words never hold a NUL
     -- byte (etc/lists lines), so none can match across the separator.
     local text = purpose .. "\0" .. payee
     local found, contains = nil, ctx.contains
-    for _, w in ipairs(sorted_list(ctx, ctx.params.words_list)) do
+    for _, w in ipairs(sorted_list(ctx, list)) do
       if contains(text, w) then
         found = found or {}
         found[#found + 1] = w

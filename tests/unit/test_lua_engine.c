@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "daemon/config.h"
@@ -366,6 +367,46 @@ static void ctx_functions(void **state)
     tl_close(&e);
 }
 
+/* ctx.find_word: the list word that occurs earliest (ties: the longer),
+ * its byte position, nil for none; an unknown list is an error. */
+static void ctx_find_word(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    char etc[1100], lists[1200], path[1300];
+    snprintf(etc, sizeof etc, "%s/etc", e.dir);
+    snprintf(lists, sizeof lists, "%s/lists", etc);
+    assert_int_equal(mkdir(etc, 0700), 0);
+    assert_int_equal(mkdir(lists, 0700), 0);
+    snprintf(path, sizeof path, "%s/t_words.txt", lists);
+    assert_int_equal(fw_t_write_file(path, "# test words\nab\nabc x\nb\n烟\n礼品 gift\n"), 0);
+    char rules[1100];
+    snprintf(rules, sizeof rules, "%s/rules", e.dir);
+    assert_int_equal(mkdir(rules, 0700), 0);
+    tl_write(rules, "fw.lua",
+             RULE("fw", "'voucher.created'", "",
+                  "local function f(s) local w, at = ctx.find_word(s, 't_words')\n"
+                  "  return tostring(w) .. '@' .. tostring(at) end\n"
+                  "local ok, err = pcall(ctx.find_word, 'x', 'no_such_list')\n"
+                  "return table.concat({ f('zzabcz'), f('zzbab'), f('xyz'), f(''), f('a'),\n"
+                  "  f('买礼品和烟'), f('烟q'), f('aaaaaaaaaaaaab'),\n"
+                  "  tostring(ok), tostring(err):match('no list') or err }, ' ')"));
+    fw_rules_opts o = {.dir = rules, .etc_dir = etc, .ledger = e.lg};
+    char err[1024];
+    fw_rules *r = fw_rules_new(&o, err, sizeof err);
+    assert_non_null(r);
+    assert_string_equal(err, "");
+    fw_hit_list h = {0};
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "1.00"), &h);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.items[0].message, "abc@3 b@3 nil@nil nil@nil nil@nil 礼品@4 烟@1 "
+                                            "ab@13 false no list");
+    fw_hit_list_free(&h);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
 #define V_RULE(msg)                                                                                \
     "return { id = 'ver', name = 'v', level = 'blue', on = { 'voucher.created' },\n"               \
     "  check = function(v, ctx) if v.amount > 100 then return '" msg "' end end }\n"
@@ -557,6 +598,7 @@ int main(void)
         cmocka_unit_test(params_from_config_and_shadow),
         cmocka_unit_test(validation_names_file_and_line),
         cmocka_unit_test(ctx_functions),
+        cmocka_unit_test(ctx_find_word),
         cmocka_unit_test(version_and_reload),
         cmocka_unit_test(reload_keeps_old_when_tests_fail),
         cmocka_unit_test(test_runner_and_cli),

@@ -42,11 +42,12 @@ typedef struct fw_sbx {
     size_t refused_osize, refused_nsize;
     int64_t instr_used, instr_budget;
     int instr_tripped;
-    int hook_step; /* the current hook count */
-    int genv_ref;  /* registry: the sandbox globals (never handed out) */
-    int envmt_ref; /* registry: metatable of the rules' environments */
-    void *owner;   /* the fw_rule being called (NULL: the engine, a test file) */
-    json_t *keep;  /* json values to release after the current call */
+    int hook_step;                     /* the current hook count */
+    int genv_ref;                      /* registry: the sandbox globals (never handed out) */
+    int envmt_ref;                     /* registry: metatable of the rules' environments */
+    int lazy_mt_ref, lazy_body_mt_ref; /* registry: metatables of a lazy event (sandbox.c) */
+    void *owner;  /* the fw_rule being called (NULL: the engine, a test file) */
+    json_t *keep; /* json values to release after the current call */
     void *pool_free[FW_SBX_POOL_MAX / 16 + 1]; /* free blocks by 16-byte class */
     void *pool_chunks;                         /* chunks to free at close */
     char *pool_cur;                            /* the rest of the newest chunk */
@@ -54,6 +55,7 @@ typedef struct fw_sbx {
     uint64_t eval_serial; /* evaluation whose event eval_ref holds (0: none) */
     int eval_ref;         /* registry: that evaluation's shared event values */
     int eval_failed;      /* building them failed: eval_err says why */
+    int eval_lazy;        /* the event of eval_serial is a lazy S not completed yet */
     char eval_err[200];
 } fw_sbx;
 
@@ -97,6 +99,18 @@ void fw_push_json(lua_State *L, const json_t *j);
  * the metatable at mt (one per call: reads fall through to src). */
 void fw_sbx_push_overlay_mt(lua_State *L, int src);
 void fw_sbx_push_overlay(lua_State *L, int mt);
+/* A flat event body (no object or array values) of at most this many
+ * fields and string bytes is converted lazily (sandbox.c, "lazy S"). */
+#define FW_SBX_LAZY_MAX_FIELDS 64
+#define FW_SBX_LAZY_MAX_BYTES (16 * 1024)
+int fw_sbx_lazy_ok(const json_t *body);
+/* Push an empty S for body (an object for which fw_sbx_lazy_ok holds)
+ * whose fields are converted on their first read; S holds a reference to
+ * body until it is completed or collected. */
+void fw_sbx_push_lazy_event(lua_State *L, json_t *body);
+/* Convert every field of the lazy S at idx not converted yet, make S a
+ * plain table and release the body (nothing when S is not lazy). */
+void fw_sbx_lazy_complete(lua_State *L, int idx);
 /* If the value at idx is an unsettled overlay, copy its source's fields
  * into it and make it a plain table (anything that walks a table raw calls
  * this first). */
@@ -196,6 +210,10 @@ typedef struct fw_rule {
     /* registry refs in sbx (LUA_NOREF when unset): the chunk, check, the
      * params, the environment table, ctx's fields table and its proxy */
     int main_ref, check_ref, defaults_ref, params_ref, env_ref, ctxr_ref, ctx_ref;
+    /* what ctx.event and ctx.run were last set to (do_call sets them only
+     * when they change) */
+    char ctx_event[32];
+    int ctx_run_set;
     /* current call */
     const fw_event *ev;
     const char *event_name;
@@ -230,6 +248,9 @@ int fw_eval_push_ctx_cache(lua_State *L);
 /* Evaluate this rule for one event (all its dispatch keys).  Appends hits
  * (a failure appends one rule_error hit).  Returns hits appended. */
 int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_hit_list *hits);
+/* After the fw_rule_eval calls of an event: finish its lazy event in r's
+ * state (once per state). */
+void fw_rule_eval_end(fw_rule *r);
 int fw_rule_tick(fw_rule *r, int64_t now, fw_hit_list *hits);
 /* Compute payroll.run's complete / total_net before the ledger applies. */
 int fw_payroll_info_get(fw_ledger *l, const fw_event *ev, fw_payroll_info *pi);

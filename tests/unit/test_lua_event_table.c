@@ -3,7 +3,11 @@
  * converted once per evaluation and shared by the rules) behaves as the
  * plain table it replaces: reads, writes and deletes,
  * pairs/next/rawget/getmetatable, v in hit details, a v kept past its call
- * (across garbage collections); and the per-evaluation memo of ctx reads:
+ * (across garbage collections); the lazy conversion of a flat body (a
+ * field becomes Lua on its first read): pairs after partial reads, a kept
+ * v reading fields nobody read in its own evaluation, writes first, unknown
+ * and null fields, nested and large bodies (converted whole); and the
+ * per-evaluation memo of ctx reads:
  * each rule gets its own copy, and a new evaluation sees the ledger as it
  * is then.
  */
@@ -18,7 +22,8 @@
     "return { id = '" id "', name = '" id "', level = 'yellow', on = { 'voucher.created' },\n"     \
     "  check = function(v, ctx)\n" body "\n  end }\n"
 
-#define NFIELDS 18 /* fields of TL_VOUCHER */
+#define NFIELDS 18           /* fields of TL_VOUCHER */
+#define FW_T_BIG (17 * 1024) /* a string field past FW_SBX_LAZY_MAX_BYTES */
 
 static fw_rules *open_dir(tl_env *e)
 {
@@ -126,6 +131,190 @@ static void kept_event_outlives_its_call(void **state)
     tl_close(&e);
 }
 
+/* Rules run in id order: aa reads two fields, ab walks v after reading one
+ * (every field, the unread ones converted then), ac reads after the walk. */
+static void pairs_after_partial_reads(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    tl_write(e.dir, "aa.lua",
+             RULE("aa", "    return ('%%s %%s %%s'):format(math.type(v.amount), v.amount, "
+                        "v.purpose)"));
+    tl_write(e.dir, "ab.lua",
+             RULE("ab",
+                  "    local no = v.voucher_no\n"
+                  "    local keys = {}\n"
+                  "    for k, x in pairs(v) do keys[#keys + 1] = k .. '=' .. tostring(x) end\n"
+                  "    table.sort(keys)\n"
+                  "    return no .. ' ' .. #keys .. ' ' .. table.concat(keys, ',')"));
+    tl_write(e.dir, "ac.lua",
+             RULE("ac", "    return ('%%s %%s %%s %%s'):format(v.payee_bank, v.amount, "
+                        "tostring(v.nope), rawget(v, 'func_class'))"));
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "1234.50"), &hits);
+    assert_string_equal(msg_of(&hits, "aa"), "integer 123450 办公用品采购");
+    char want[2048];
+    snprintf(want, sizeof want,
+             "ZF1 %d amount=123450,econ_class=30201,event=created,func_class=2050201,"
+             "id=evt-ZF1,indicator_id=ZB2024-101001-0001,occurred_at=2024-06-03T10:15:00+08:00,"
+             "pay_method=direct,payee_account=41050166880800000123,payee_bank=建行,"
+             "payee_name=某公司,payee_type=company,purpose=办公用品采购,settle_method=transfer,"
+             "unit_code=101001,unit_name=教育局,voucher_no=ZF1,year=2024",
+             NFIELDS);
+    assert_string_equal(msg_of(&hits, "ab"), want);
+    assert_string_equal(msg_of(&hits, "ac"), "建行 123450 nil 2050201");
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
+/* A v kept past its call reads, in later calls, fields that no rule read
+ * during its own evaluation (converted from its event's body, which the
+ * caller freed long before; ASan checks the body is still there), and
+ * walks them all; a garbage collection in between changes nothing. */
+static void kept_v_converts_its_own_fields_later(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    tl_write(e.dir, "ev_keep.lua",
+             "local saved = {}\n" RULE(
+                 "ev_keep", "    saved[#saved + 1] = v\n"
+                            "    if #saved < 3 then return nil end\n"
+                            "    local junk = {}\n"
+                            "    for i = 1, 20000 do junk[i %% 100 + 1] = { i } end\n"
+                            "    local a, b = saved[1], saved[2]\n"
+                            "    local n = 0\n"
+                            "    for k in pairs(b) do n = n + 1 end\n"
+                            "    return ('%%s %%s %%s %%s %%d %%s %%s'):format(a.payee_bank, "
+                            "a.voucher_no, a.amount, b.payee_account, n, b.voucher_no, "
+                            "v.voucher_no)"));
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "1.00"), &hits);
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF2", "2.00"), &hits);
+    assert_int_equal(hits.n, 0);
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF3", "3.00"), &hits);
+    assert_int_equal(hits.n, 1);
+    char want[256];
+    snprintf(want, sizeof want, "建行 ZF1 100 41050166880800000123 %d ZF2 ZF3", NFIELDS);
+    assert_string_equal(hits.items[0].message, want);
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
+/* A write before any read makes v the rule's own table with every field;
+ * the next rules still read the event, lazily. */
+static void write_first_then_others_read(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    tl_write(e.dir, "wa.lua",
+             RULE("wa",
+                  "    v.amount = 1\n"
+                  "    v.payee_bank = nil\n"
+                  "    v.more = 'x'\n"
+                  "    local n = 0\n"
+                  "    for k in pairs(v) do n = n + 1 end\n"
+                  "    return ('%%s %%s %%s %%s %%d'):format(v.amount, tostring(v.payee_bank), "
+                  "v.more, v.purpose, n)"));
+    tl_write(e.dir, "wb.lua",
+             RULE("wb", "    return ('%%s %%s %%s'):format(v.amount, v.payee_bank, "
+                        "tostring(v.more))"));
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "7.00"), &hits);
+    char want[128];
+    snprintf(want, sizeof want, "1 nil x 办公用品采购 %d", NFIELDS);
+    assert_string_equal(msg_of(&hits, "wa"), want);
+    assert_string_equal(msg_of(&hits, "wb"), "700 建行 nil");
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
+/* Fields the body lacks read as nil, every time, whatever the key's type;
+ * a field the body holds as null (a field the contract does not name is
+ * kept as it came) is absent, for reads and for pairs. */
+static void unknown_and_null_fields_are_nil(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    tl_write(e.dir, "un.lua",
+             RULE("un", "    local s = tostring(v.nope) .. tostring(v.nope) .. tostring(v[1])\n"
+                        "      .. tostring(v[true]) .. tostring(v.memo) .. tostring(v[2.5])\n"
+                        "    local n, memo = 0, false\n"
+                        "    for k in pairs(v) do n = n + 1; memo = memo or k == 'memo' end\n"
+                        "    return s .. ' ' .. n .. ' ' .. tostring(memo) .. ' ' .. v.note"));
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    char json[4096];
+    snprintf(json, sizeof json, "%s", TL_VOUCHER("ZF1", "1.00"));
+    json[strlen(json) - 1] = '\0'; /* the closing brace: two more fields */
+    strcat(json, ",\"memo\":null,\"note\":\"附注\"}");
+    tl_feed(&e, r, "fiscal.voucher.101001", json, &hits);
+    char want[128];
+    snprintf(want, sizeof want, "nilnilnilnilnilnil %d false 附注", NFIELDS + 1);
+    assert_string_equal(msg_of(&hits, "un"), want);
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
+/* A body with nested values (and one with more than FW_SBX_LAZY_MAX_BYTES
+ * of text) is converted whole, as before: nested tables are read-only and
+ * the same table for every read and every rule. */
+static void nested_and_large_bodies(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    tl_write(e.dir, "na.lua",
+             "local seen\n" RULE(
+                 "na",
+                 "    if v.extra == nil then return ('big %%d %%s'):format(#v.big, v.purpose) end\n"
+                 "    local same = v.extra == v.extra\n"
+                 "    local ok, err = pcall(function() v.extra.b = 'y' end)\n"
+                 "    seen = v.extra\n"
+                 "    return ('%%s %%s %%s %%d %%s %%s %%s'):format(v.extra.b, v.extra.a[2], "
+                 "tostring(same), #v.extra.a, tostring(ok), "
+                 "tostring(err):match('read%%-only') or err, v.amount)"));
+    tl_write(e.dir, "nb.lua",
+             "local seen\n" RULE("nb", "    if v.extra == nil then return nil end\n"
+                                       "    local n = 0\n"
+                                       "    for k in pairs(v.extra) do n = n + 1 end\n"
+                                       "    return ('%%s %%d'):format(v.extra.b, n)"));
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    char json[40000];
+    snprintf(json, sizeof json, "%s", TL_VOUCHER("ZF1", "2.00"));
+    json[strlen(json) - 1] = '\0';
+    strcat(json, ",\"extra\":{\"a\":[1,2,3],\"b\":\"x\"}}");
+    tl_feed(&e, r, "fiscal.voucher.101001", json, &hits);
+    assert_string_equal(msg_of(&hits, "na"), "x 2 true 3 false read-only 200");
+    assert_string_equal(msg_of(&hits, "nb"), "x 2");
+    fw_hit_list_clear(&hits);
+
+    snprintf(json, sizeof json, "%s", TL_VOUCHER("ZF2", "3.00"));
+    json[strlen(json) - 1] = '\0';
+    strcat(json, ",\"big\":\"");
+    size_t at = strlen(json), big = FW_T_BIG;
+    memset(json + at, 'a', big);
+    strcpy(json + at + big, "\"}");
+    tl_feed(&e, r, "fiscal.voucher.101001", json, &hits);
+    char want[64];
+    snprintf(want, sizeof want, "big %zu 办公用品采购", big);
+    assert_string_equal(msg_of(&hits, "na"), want);
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
 /* The memo: every rule gets its own table from the shared C result (one
  * rule's change is not seen by the next), and the next evaluation sees the
  * ledger after the previous event was applied. */
@@ -161,6 +350,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(reads_writes_and_raw_access),
         cmocka_unit_test(kept_event_outlives_its_call),
+        cmocka_unit_test(pairs_after_partial_reads),
+        cmocka_unit_test(kept_v_converts_its_own_fields_later),
+        cmocka_unit_test(write_first_then_others_read),
+        cmocka_unit_test(unknown_and_null_fields_are_nil),
+        cmocka_unit_test(nested_and_large_bodies),
         cmocka_unit_test(memo_copies_and_clears),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

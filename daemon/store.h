@@ -78,6 +78,13 @@
  *
  * The store sets the connection's WAL hook (SQLite keeps one per
  * connection; sqlite3_wal_autocheckpoint would replace it).
+ *
+ * The writing connection opens its files through a small VFS ("fw_walbuf",
+ * store.c): the unix VFS, except that the WAL's frame appends are buffered
+ * and written with one pwrite per 124 KiB at the commit frame, before SQLite
+ * publishes the commit to any reader (other connections, threads and
+ * processes read the WAL as before).  That connection runs with
+ * cache_spill=OFF, so a transaction writes frames only in its COMMIT.
  */
 #ifndef FW_STORE_H
 #define FW_STORE_H

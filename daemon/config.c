@@ -91,7 +91,7 @@ const fw_config_key fw_core_config_keys[] = {
     {"store.synchronous", FW_CFG_STRING, "deferred", 0, 0, validate_sync,
      "deferred or full: an ack survives power loss (deferred fsyncs off the loop); normal: only "
      "a process crash"},
-    {"store.batch_max", FW_CFG_INT, "512", 1, 100000, NULL, "messages per transaction at most"},
+    {"store.batch_max", FW_CFG_INT, "2048", 1, 100000, NULL, "messages per transaction at most"},
     {"rules.dir", FW_CFG_STRING, "rules", 0, 0, NULL, "rules directory"},
     {"rules.tick", FW_CFG_DURATION, "60", 1, 86400, NULL, "seconds between tick evaluations"},
     {"rules.etc", FW_CFG_STRING, "etc", 0, 0, NULL, "directory holding calendar/ and lists/"},

@@ -501,13 +501,13 @@ void fw_sbx_lazy_complete(lua_State *L, int idx)
     {
         if (json_is_null(j))
             continue;
-        lua_pushlstring(L, k, strlen(k));
+        lua_pushlstring(L, k, strlen(k)); /* key (made once: kept for the rawset) */
+        lua_pushvalue(L, -1);
         if (lua_rawget(L, idx) != LUA_TNIL) {
-            lua_pop(L, 1);
+            lua_pop(L, 2);
             continue;
         }
         lua_pop(L, 1);
-        lua_pushlstring(L, k, strlen(k));
         lazy_push_field(L, j);
         lua_rawset(L, idx);
     }

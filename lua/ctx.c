@@ -543,11 +543,55 @@ static int ctx_voucher(lua_State *L)
         key_start(m, 'v');
         key_str(m, no);
     }
-    memo_entry *e = memo_find(m);
-    if (e)
-        return push_memo_hit(L, e);
-    json_t *j = fw_ledger_voucher_json(lg, no);
-    return push_memo_json(L, memo_add(m), j);
+    /* In an evaluation, the table is built once and each call gets an
+     * overlay of it, as ctx.indicator: the flow rules ask for the same
+     * voucher on every voucher event, and converting it for each of them
+     * was most of the cost. */
+    if (!fw_eval_push_ctx_cache(L)) {
+        memo_entry *e = memo_find(m);
+        if (e)
+            return push_memo_hit(L, e);
+        return push_memo_json(L, memo_add(m), fw_ledger_voucher_json(lg, no));
+    }
+    int c = lua_gettop(L);
+    if (lua_getfield(L, c, "vch") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, c, "vch");
+    }
+    int t = lua_gettop(L);
+    int type = lua_getfield(L, t, no);
+    if (type == LUA_TBOOLEAN) { /* known not to exist */
+        lua_pushnil(L);
+        return 1;
+    }
+    if (type != LUA_TTABLE) {
+        lua_pop(L, 1);
+        memo_entry *e = memo_find(m);
+        const json_t *j = e ? e->j : NULL;
+        if (!e) {
+            json_t *fresh = fw_ledger_voucher_json(lg, no);
+            if ((e = memo_add(m)) != NULL)
+                e->j = fresh;
+            else
+                fresh = fw_sbx_keep(L, fresh); /* no memo: held until the call ends */
+            j = fresh;
+        }
+        if (!j) {
+            lua_pushboolean(L, 0);
+            lua_setfield(L, t, no);
+            lua_pushnil(L);
+            return 1;
+        }
+        fw_push_json(L, j);
+        fw_sbx_readonly_nested(L, -1);
+        fw_sbx_push_overlay_mt(L, -1);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, t, no);
+    }
+    fw_sbx_push_overlay(L, -1);
+    return 1;
 }
 
 /* The criteria of ctx.history, in the order of its `allowed` list. */

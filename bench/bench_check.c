@@ -8,7 +8,7 @@
  *    INGEST_RATE 0 = publish as fast as JetStream takes it)
  *
  * nats-server (JetStream, file storage) and `fundwatch run` (shipped rules,
- * shipped store defaults: synchronous=full, batch_max=512) on loopback.
+ * the configuration defaults, check thread included) on loopback.
  * The ledger is the sample city's: its indicator operations (and the
  * top-ups of city_msgs.h) are published and committed first.  Then:
  *
@@ -16,6 +16,15 @@
  *   load   a publisher thread pushes the city's voucher events (replayed,
  *          see city_msgs.h) into JetStream at INGEST_RATE/s while the
  *          checker sends CHECK_RATE checks/s, for SECONDS s.
+ *
+ *   floor  the same ingest load for min(SECONDS, 10) s more, with the
+ *          checks sent instead to a responder that does nothing (a child
+ *          process of this bench: its own NATS connection with SendAsap, a
+ *          synchronous queue subscription, nice -10, the fixed reply
+ *          {"decision":"allow"}): what request/reply itself costs on this
+ *          machine under this load (nats-server, the load generator and the
+ *          daemon's ingest sharing the cores), the floor of the check's
+ *          latency.
  *
  * The checker is open-loop: request i leaves at t0 + i / CHECK_RATE on
  * `fundwatch.check` (core NATS request/reply, the reply subject carries i),
@@ -41,7 +50,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,7 +246,8 @@ static void checker_close(checker *k)
 
 /* Send requests [from, to) open-loop at `rate`/s; wait up to 5 s for the
  * stragglers; print and report the latencies under `tag`. */
-static void check_phase(checker *k, const char *tag, int from, int to, double rate)
+static void check_phase(checker *k, const char *subject, const char *tag, int from, int to,
+                        double rate)
 {
     double t0 = now_s();
     for (int i = from; i < to; i++) {
@@ -243,7 +255,7 @@ static void check_phase(checker *k, const char *tag, int from, int to, double ra
         char reply[96];
         snprintf(reply, sizeof reply, "%s.%d", k->prefix, i);
         k->sent[i] = now_s();
-        natsConnection_PublishRequest(k->nc, "fundwatch.check", reply, k->bodies[i],
+        natsConnection_PublishRequest(k->nc, subject, reply, k->bodies[i],
                                       (int)strlen(k->bodies[i]));
     }
     double t_sent = now_s();
@@ -284,12 +296,78 @@ static void check_phase(checker *k, const char *tag, int from, int to, double ra
     free(l);
 }
 
+/* ---- the floor: a responder that does nothing ---- */
+
+#define ECHO_SUBJECT "_bench.echo"
+
+/* `bench_check --echo URL` (exec'd by the bench: cnats is not fork-safe):
+ * answer ECHO_SUBJECT requests with a fixed decision until killed, set up
+ * as the daemon's check thread is (nice -10, SendAsap, a synchronous queue
+ * subscription), so that the difference is the check's own work. */
+static int echo_main(const char *url)
+{
+    if (setpriority(PRIO_PROCESS, 0, -10) != 0)
+        fprintf(stderr, "bench_check --echo: cannot raise priority (not root?): running at 0\n");
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+    natsSubscription *sub = NULL;
+    natsOptions_Create(&o);
+    natsOptions_SetURL(o, url);
+    natsOptions_SetSendAsap(o, true);
+    if (natsConnection_Connect(&nc, o) != NATS_OK ||
+        natsConnection_QueueSubscribeSync(&sub, nc, ECHO_SUBJECT, "echo") != NATS_OK ||
+        natsConnection_Flush(nc) != NATS_OK)
+        return 1;
+    natsOptions_Destroy(o);
+    printf("ready\n");
+    fflush(stdout);
+    static const char reply[] = "{\"decision\":\"allow\",\"hits\":[]}";
+    for (;;) {
+        natsMsg *m = NULL;
+        natsStatus st = natsSubscription_NextMsg(&m, sub, 1000);
+        if (st == NATS_TIMEOUT)
+            continue;
+        if (st != NATS_OK)
+            return 1;
+        if (natsMsg_GetReply(m))
+            natsConnection_Publish(nc, natsMsg_GetReply(m), reply, (int)sizeof reply - 1);
+        natsMsg_Destroy(m);
+    }
+}
+
+/* Start the echo responder; its pid, or -1.  Returns once it subscribed. */
+static pid_t echo_start(const char *url)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execl("/proc/self/exe", "bench_check", "--echo", url, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[16] = "";
+    ssize_t n = pid > 0 ? read(fds[0], buf, sizeof buf - 1) : -1;
+    close(fds[0]);
+    if (n <= 0 || strncmp(buf, "ready", 5) != 0) {
+        if (pid > 0)
+            kill(pid, SIGKILL);
+        return -1;
+    }
+    return pid;
+}
+
 /* ---- the ingest publisher ---- */
 
 typedef struct publisher {
     const char *url;
     city_msgs *msgs;
     double rate; /* 0: as fast as it goes */
+    int start;   /* first message to publish; next: the one after the last */
+    int next;
     atomic_int stop;
     int published;
     double seconds;
@@ -317,10 +395,10 @@ static void *publish_thread(void *arg)
     o.PublishAsync.ErrHandlerClosure = &p->failed;
     natsConnection_JetStream(&js, nc, &o);
     double t0 = now_s();
-    int i = 0;
+    int i = p->start;
     while (!atomic_load(&p->stop) && i < p->msgs->n) {
         if (p->rate > 0) {
-            int due = (int)((now_s() - t0) * p->rate);
+            int due = p->start + (int)((now_s() - t0) * p->rate);
             if (i >= due) {
                 usleep(500);
                 continue;
@@ -343,7 +421,8 @@ static void *publish_thread(void *arg)
     po.MaxWait = 30000;
     js_PublishAsyncComplete(js, &po);
     p->seconds = now_s() - t0;
-    p->published = i - p->failed;
+    p->published = i - p->start - p->failed;
+    p->next = i;
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     return NULL;
@@ -395,6 +474,8 @@ static void print_daemon_window(const char *tag, const char *before, const char 
 
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--echo") == 0)
+        return echo_main(argv[2]);
     double seconds = argc > 1 ? atof(argv[1]) : 20;
     double ingest = argc > 2 ? atof(argv[2]) : 20000;
     double check_rate = argc > 3 ? atof(argv[3]) : 2000;
@@ -420,7 +501,8 @@ int main(int argc, char **argv)
     }
     /* Enough voucher messages for the window (as fast as it goes: up to
      * 60,000/s, well above what this machine's JetStream takes). */
-    long nvoucher = (long)((ingest > 0 ? ingest : 60000) * seconds * 1.05) + 1000;
+    double floor_s = seconds < 10 ? seconds : 10;
+    long nvoucher = (long)((ingest > 0 ? ingest : 60000) * (seconds + floor_s) * 1.05) + 1000;
     int replicas = city_replicas(&c, nvoucher);
     city_msgs ind = {0}, vouchers = {0};
     city_indicator_msgs(&c, replicas, &ind);
@@ -457,18 +539,19 @@ int main(int argc, char **argv)
            c.ind.n, ind.n - c.ind.n, c.ninds, c.ncreated, nvoucher, now_s() - t_setup);
 
     int n_idle = (int)(idle_s * check_rate), n_load = (int)(seconds * check_rate);
+    int n_floor = (int)(floor_s * check_rate);
     checker k;
-    if (checker_open(&k, nats.url, &c, n_idle + n_load) != 0) {
+    if (checker_open(&k, nats.url, &c, n_idle + n_load + n_floor) != 0) {
         fprintf(stderr, "bench_check: checker cannot connect\n");
         return 1;
     }
     /* warm-up: first calls compile paths, fill caches */
-    check_phase(&k, "warm", 0, n_idle / 10 > 0 ? n_idle / 10 : 1, check_rate);
+    check_phase(&k, "fundwatch.check", "warm", 0, n_idle / 10 > 0 ? n_idle / 10 : 1, check_rate);
     for (int i = 0; i < n_idle / 10; i++)
         k.lat[i] = -1;
 
     char *m0 = metrics(d.http_port);
-    check_phase(&k, "idle", 0, n_idle, check_rate);
+    check_phase(&k, "fundwatch.check", "idle", 0, n_idle, check_rate);
     char *m1 = metrics(d.http_port);
     print_daemon_window("idle", m0, m1);
 
@@ -477,7 +560,7 @@ int main(int argc, char **argv)
     int64_t seq0 = last_seq(&d);
     double tl0 = now_s();
     pthread_create(&thr, NULL, publish_thread, &p);
-    check_phase(&k, "load", n_idle, n_idle + n_load, check_rate);
+    check_phase(&k, "fundwatch.check", "load", n_idle, n_idle + n_load, check_rate);
     atomic_store(&p.stop, 1);
     int64_t seq1 = last_seq(&d);
     double tl1 = now_s();
@@ -507,6 +590,24 @@ int main(int argc, char **argv)
     result("check_ingest_published_rate", p.published / p.seconds, "msg/s");
     result("check_ingest_committed_rate", committed, "msg/s");
     result("check_ingest_backlog", (double)backlog, "msgs");
+
+    /* The floor: the same load, the checks to a responder that does nothing. */
+    pid_t echo = echo_start(nats.url);
+    if (echo < 0) {
+        fprintf(stderr, "bench_check: the echo responder did not start\n");
+    } else {
+        publisher p2 = {.url = nats.url, .msgs = &vouchers, .rate = ingest, .start = p.next};
+        pthread_create(&thr, NULL, publish_thread, &p2);
+        check_phase(&k, ECHO_SUBJECT, "floor", n_idle + n_load, n_idle + n_load + n_floor,
+                    check_rate);
+        atomic_store(&p2.stop, 1);
+        pthread_join(thr, NULL);
+        printf("  (floor: the same checks answered by a do-nothing responder, same ingest load: "
+               "JetStream took %.0f/s)\n",
+               p2.published / p2.seconds);
+        kill(echo, SIGKILL);
+        waitpid(echo, NULL, 0);
+    }
     int errors = atomic_load(&k.errors);
     printf("replies: %d decisions, %d {\"error\"} for malformed request bodies (planted in the "
            "city), %d neither\n",

@@ -270,7 +270,9 @@ static natsStatus create_consumer(fw_intake *in, int gen, uint64_t start_seq)
     jsConsumerConfig_Init(&cc);
     cc.Durable = in->consumer;
     cc.DeliverSubject = deliver;
-    cc.AckPolicy = js_AckExplicit;
+    /* Ack all: the daemon acks in stream order once a batch is durable, so
+     * acking a batch's last message is enough (app.c, release_durable). */
+    cc.AckPolicy = js_AckAll;
     cc.AckWait = in->ack_wait * (int64_t)1000000000;
     cc.MaxAckPending = in->max_ack_pending;
     if (start_seq > 1) {

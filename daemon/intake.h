@@ -20,7 +20,9 @@
  *
  * Messages from an older consumer generation are dropped unacked (the new
  * consumer delivers them again); a redelivery of a message at or below the
- * committed sequence is acked without processing.
+ * committed sequence is acked without processing.  The consumer's ack
+ * policy is "all": an ack covers every earlier message, so the app acks
+ * only the last message of what has become durable.
  *
  * The same connection publishes DLQ copies and alert changes.  The
  * pre-payment check (core NATS request/reply, queue group `fundwatch`) has

@@ -549,13 +549,13 @@ static void *flush_main(void *arg)
     return NULL;
 }
 
-/* A connection for the check service: the servers of nats.url, its own
- * reader thread (never the loop's adapter), replies written as soon as they
- * are published (no flusher thread: a reply must not wait 1 ms for
- * company), reconnecting forever. */
-int fw_nats_connect_checks(const fw_config *cfg, natsConnection **nc)
+/* Options both connections share: the servers of nats.url (several may be
+ * listed, comma-separated), reconnecting forever every 250 ms (also when
+ * the first connect fails), the given callbacks, and a name. */
+static natsStatus common_options(natsOptions **opts, const fw_config *cfg, const char *name,
+                                 natsConnectionHandler connected,
+                                 natsConnectionHandler disconnected, void *ud)
 {
-    natsOptions *opts = NULL;
     char *urls = strdup(fw_config_get(cfg, "nats.url"));
     const char *list[16];
     int nurls = 0;
@@ -565,31 +565,42 @@ int fw_nats_connect_checks(const fw_config *cfg, natsConnection **nc)
             u++;
         list[nurls++] = u;
     }
-    natsStatus s = urls ? natsOptions_Create(&opts) : NATS_NO_MEMORY;
+    natsStatus s = urls ? natsOptions_Create(opts) : NATS_NO_MEMORY;
     if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, list, nurls);
+        s = natsOptions_SetServers(*opts, list, nurls); /* copies the strings */
+    free(urls);
     if (s == NATS_OK)
-        s = natsOptions_SetName(opts, "fundwatch-check");
+        s = natsOptions_SetName(*opts, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(*opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(*opts, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(*opts, true, connected, ud);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(*opts, disconnected, ud);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(*opts, connected, ud);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(*opts, on_nats_error, ud);
+    return s;
+}
+
+/* A connection for the check service: its own reader thread (never the
+ * loop's adapter), replies written as soon as they are published (no
+ * flusher thread: a reply must not wait 1 ms for company). */
+int fw_nats_connect_checks(const fw_config *cfg, natsConnection **nc)
+{
+    natsOptions *opts = NULL;
+    natsStatus s = common_options(&opts, cfg, "fundwatch-check", on_check_connected,
+                                  on_check_disconnected, NULL);
     if (s == NATS_OK)
         s = natsOptions_SetSendAsap(opts, true);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_check_connected, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetDisconnectedCB(opts, on_check_disconnected, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(opts, on_check_connected, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetErrorHandler(opts, on_nats_error, NULL);
     if (s == NATS_OK) {
         s = natsConnection_Connect(nc, opts);
         if (s == NATS_NOT_YET_CONNECTED)
             s = NATS_OK; /* retried in the background, like the stream connection */
     }
-    free(urls);
     natsOptions_Destroy(opts);
     return s;
 }
@@ -626,40 +637,12 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
     in->m_redelivered = fw_metric_counter("fundwatch_redeliveries_total",
                                           "Messages delivered more than once", NULL);
 
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, NULL, 0);
-    /* nats.url may list several servers, comma-separated. */
-    char *urls = strdup(fw_config_get(cfg, "nats.url"));
-    const char *list[16];
-    int nurls = 0;
-    for (char *save = NULL, *u = strtok_r(urls, ",", &save); u && nurls < 16;
-         u = strtok_r(NULL, ",", &save)) {
-        while (*u == ' ')
-            u++;
-        list[nurls++] = u;
-    }
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, list, nurls);
+    natsStatus s = common_options(&opts, cfg, "fundwatch", on_reconnected, on_disconnected, in);
     if (s == NATS_OK && fw_config_bool(cfg, "nats.event_loop"))
         s = natsOptions_SetEventLoop(opts, base, natsLibevent_Attach, natsLibevent_Read,
                                      natsLibevent_Write, natsLibevent_Detach);
     if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_reconnected, in);
-    if (s == NATS_OK)
-        s = natsOptions_SetDisconnectedCB(opts, on_disconnected, in);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(opts, on_reconnected, in);
-    if (s == NATS_OK)
-        s = natsOptions_SetErrorHandler(opts, on_nats_error, in);
-    if (s == NATS_OK)
         s = natsOptions_SetClosedCB(opts, on_closed, in);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(opts, "fundwatch");
     if (s == NATS_OK)
         s = natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024);
     if (s == NATS_OK) {
@@ -678,7 +661,6 @@ fw_intake *fw_intake_new(struct event_base *base, const fw_config *cfg, fw_intak
      * false); else the check thread has its own (daemon/precheck.h). */
     if (s == NATS_OK && !fw_config_bool(cfg, "check.thread"))
         s = fw_nats_connect_checks(cfg, &in->check_nc);
-    free(urls);
     natsOptions_Destroy(opts);
     if (s != NATS_OK) {
         snprintf(err, (size_t)errlen, "nats.url: cannot connect to %s: %s (%s)",

@@ -95,6 +95,14 @@ int fw_ledger_get_indicator(fw_ledger *l, const char *indicator_id, fw_indicator
  * nothing was frozen: unknown indicator).  New reference or NULL if the
  * voucher was never created. */
 json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no);
+/* The same in two parts (ctx.voucher asks for `events` only when a rule
+ * reads them): the voucher without `events`, and *last_event = the number
+ * (voucher_events.n) of its last event, 0 if none; then its events up to
+ * that one (NULL on error).  Events are only ever appended, with growing
+ * numbers: the second call gives the events as they were at the first,
+ * even after more were added. */
+json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t *last_event);
+json_t *fw_ledger_voucher_events_json(fw_ledger *l, const char *voucher_no, int64_t last_event);
 
 /* Spend history (rules.md "Spend": created and not later cancelled or
  * returned, at the created time).  Any criterion may be NULL/0 = any. */

@@ -70,11 +70,12 @@ static void set_time(json_t *o, const char *key, sqlite3_stmt *s, int col)
         json_object_set_new(o, key, json_integer(sqlite3_column_int64(s, col)));
 }
 
-json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no)
+json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t *last_event)
 {
     sqlite3_stmt *s = fw_store_stmt(
         l->st, "SELECT v.body, v.state, v.created_at, v.signed_at, v.sent_at, v.paid_at,"
-               " v.returned_at, v.cancelled_at, r.state, r.indicator_id"
+               " v.returned_at, v.cancelled_at, r.state,"
+               " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no)"
                " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
                " WHERE v.voucher_no = ?1");
     fw_bind_text(s, 1, voucher_no ? voucher_no : "");
@@ -102,30 +103,57 @@ json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no)
                                 sqlite3_column_type(s, 8) == SQLITE_NULL
                                     ? json_null()
                                     : json_string(fw_col_text(s, 8)));
+            if (last_event)
+                *last_event = sqlite3_column_int64(s, 9); /* NULL (no event): 0 */
         } else {
             json_decref(v);
             v = NULL;
         }
     }
     fw_store_done(s);
+    return v;
+}
+
+json_t *fw_ledger_voucher_events_json(fw_ledger *l, const char *voucher_no, int64_t last_event)
+{
+    json_t *events = json_array();
+    if (last_event <= 0)
+        return events;
+    sqlite3_stmt *s = fw_store_stmt(l->st, "SELECT event, occurred_at, event_id, outcome"
+                                           " FROM voucher_events"
+                                           " WHERE voucher_no = ?1 AND n <= ?2 ORDER BY n");
+    fw_bind_text(s, 1, voucher_no ? voucher_no : "");
+    sqlite3_bind_int64(s, 2, last_event);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        json_t *e = json_object();
+        json_object_set_new(e, "event", json_string(fw_col_text(s, 0)));
+        json_object_set_new(e, "occurred_at", json_integer(sqlite3_column_int64(s, 1)));
+        json_object_set_new(e, "id", json_string(fw_col_text(s, 2)));
+        json_object_set_new(e, "outcome", json_string(fw_col_text(s, 3)));
+        json_array_append_new(events, e);
+    }
+    fw_store_done(s);
+    if (rc != SQLITE_DONE) {
+        FW_ERROR("ledger.sql", "what=voucher_events rc=%d", rc);
+        json_decref(events);
+        return NULL;
+    }
+    return events;
+}
+
+json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no)
+{
+    int64_t last = 0;
+    json_t *v = fw_ledger_voucher_row_json(l, voucher_no, &last);
     if (!v)
         return NULL;
-
-    json_t *events = json_array();
-    s = fw_store_stmt(l->st, "SELECT event, occurred_at, event_id, outcome FROM voucher_events"
-                             " WHERE voucher_no = ?1 ORDER BY n");
-    fw_bind_text(s, 1, voucher_no);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-        json_array_append_new(events,
-                              json_pack("{s:s, s:I, s:s, s:s}", "event", fw_col_text(s, 0),
-                                        "occurred_at", (json_int_t)sqlite3_column_int64(s, 1), "id",
-                                        fw_col_text(s, 2), "outcome", fw_col_text(s, 3)));
-    fw_store_done(s);
-    json_object_set_new(v, "events", events);
-    if (rc != SQLITE_DONE) {
+    json_t *events = fw_ledger_voucher_events_json(l, voucher_no, last);
+    if (!events) {
         json_decref(v);
         return NULL;
     }
+    json_object_set_new(v, "events", events);
     return v;
 }
 

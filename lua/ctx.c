@@ -533,21 +533,103 @@ static int push_memo_hit(lua_State *L, const memo_entry *e)
     return 1;
 }
 
+/* What the lazy voucher S needs to add its `events` (copied into S). */
+typedef struct voucher_fill_arg {
+    int64_t last_event; /* voucher_events.n of its last event when it was read */
+    char no[];          /* the voucher number, NUL-terminated */
+} voucher_fill_arg;
+
+/* fw_sbx_fill_fn of the lazy voucher: its events as they were when the row
+ * was read (fw_ledger_voucher_events_json), through the ledger of the rule
+ * being called (S may outlive the evaluation, a rule set, its ledger). */
+static int voucher_fill_events(lua_State *L, const void *arg, json_t *body)
+{
+    const voucher_fill_arg *a = arg;
+    fw_rule *r = fw_sbx_of(L)->owner;
+    if (!r || !r->ledger)
+        return -1;
+    json_t *events = fw_ledger_voucher_events_json(r->ledger, a->no, a->last_event);
+    if (!events)
+        return -1;
+    json_object_set_new(body, "events", events);
+    return 0;
+}
+
+/* Push the shared S of voucher `no` for this evaluation, or nil (no such
+ * voucher).  S is lazy (sandbox.c, "lazy S"): a field becomes a Lua value
+ * when a rule first reads it, and `events` is queried only then (or when
+ * a rule walks or writes the voucher, or a kept voucher is read later):
+ * no shipped rule reads it, and the second query, its JSON and its
+ * conversion were most of ctx.voucher.  The row read once per rule set
+ * and evaluation (memo key 'V', with the number of its last event). */
+static void push_voucher_shared(lua_State *L, const char *no)
+{
+    fw_memo *m = ctx_memo(L);
+    if (m) {
+        key_start(m, 'V');
+        key_str(m, no);
+    }
+    memo_entry *e = memo_find(m);
+    json_t *row;
+    int64_t last = 0;
+    if (e) {
+        row = e->j;
+        last = e->a;
+    } else {
+        row = fw_ledger_voucher_row_json(ctx_ledger(L), no, &last);
+        if ((e = memo_add(m)) != NULL) {
+            e->j = row;
+            e->a = last;
+        } else {
+            row = fw_sbx_keep(L, row); /* no memo: held until the call ends */
+        }
+    }
+    if (!row) {
+        lua_pushnil(L);
+        return;
+    }
+    if (json_object_get(row, "events") || !fw_sbx_lazy_ok(row)) {
+        /* Not flat (or filled by another state's S): the whole voucher, as
+         * before. */
+        if (!json_object_get(row, "events")) {
+            json_t *events = fw_ledger_voucher_events_json(ctx_ledger(L), no, last);
+            if (!events)
+                luaL_error(L, "ctx.voucher: store error");
+            json_object_set_new(row, "events", events);
+        }
+        fw_push_json(L, row);
+        fw_sbx_readonly_nested(L, -1);
+        return;
+    }
+    /* The argument (voucher_fill_arg) is built with memcpy in bytes that
+     * fw_sbx_push_lazy_fill copies into S. */
+    size_t nl = strlen(no), len = offsetof(voucher_fill_arg, no) + nl + 1;
+    char local[256];
+    char *buf = local;
+    if (len > sizeof local)
+        buf = lua_newuserdatauv(L, len, 0); /* scratch (garbage) */
+    memcpy(buf + offsetof(voucher_fill_arg, last_event), &last, sizeof last);
+    memcpy(buf + offsetof(voucher_fill_arg, no), no, nl + 1);
+    fw_sbx_push_lazy_fill(L, row, "events", voucher_fill_events, buf, len);
+    if (buf != local)
+        lua_remove(L, -2);
+}
+
 /* ctx.voucher(no) -> nil or the stored voucher (state, events, created_at) */
 static int ctx_voucher(lua_State *L)
 {
     const char *no = luaL_checkstring(L, 1);
     fw_ledger *lg = ctx_ledger(L);
-    fw_memo *m = ctx_memo(L);
-    if (m) {
-        key_start(m, 'v');
-        key_str(m, no);
-    }
     /* In an evaluation, the table is built once and each call gets an
      * overlay of it, as ctx.indicator: the flow rules ask for the same
      * voucher on every voucher event, and converting it for each of them
      * was most of the cost. */
     if (!fw_eval_push_ctx_cache(L)) {
+        fw_memo *m = ctx_memo(L);
+        if (m) {
+            key_start(m, 'v');
+            key_str(m, no);
+        }
         memo_entry *e = memo_find(m);
         if (e)
             return push_memo_hit(L, e);
@@ -568,24 +650,12 @@ static int ctx_voucher(lua_State *L)
     }
     if (type != LUA_TTABLE) {
         lua_pop(L, 1);
-        memo_entry *e = memo_find(m);
-        const json_t *j = e ? e->j : NULL;
-        if (!e) {
-            json_t *fresh = fw_ledger_voucher_json(lg, no);
-            if ((e = memo_add(m)) != NULL)
-                e->j = fresh;
-            else
-                fresh = fw_sbx_keep(L, fresh); /* no memo: held until the call ends */
-            j = fresh;
-        }
-        if (!j) {
+        push_voucher_shared(L, no);
+        if (lua_isnil(L, -1)) {
             lua_pushboolean(L, 0);
             lua_setfield(L, t, no);
-            lua_pushnil(L);
             return 1;
         }
-        fw_push_json(L, j);
-        fw_sbx_readonly_nested(L, -1);
         fw_sbx_push_overlay_mt(L, -1);
         lua_pushvalue(L, -1);
         lua_setfield(L, t, no);

@@ -433,30 +433,61 @@ static const char overlay_key = 0; /* overlay metatable[&overlay_key] = true */
  * (&lazy_body_key, which no rule can make) whose __gc drops it, so the
  * caller may free its event and a kept v still converts its own event's
  * fields; the bound on a lazy body's size bounds what the collector may
- * then hold. */
+ * then hold.
+ *
+ * fw_sbx_push_lazy_fill makes an S whose body lacks one field (ctx.voucher:
+ * `events`) and a function that adds it to the body: called on the first
+ * read of that key, and before S is completed (so pairs, next, rawget or a
+ * write see it); the function must give the same value whenever it runs
+ * (ctx.voucher's events are bounded by the last event number read with the
+ * row), since S may be read after its evaluation.  Such an S is not
+ * completed at the end of the evaluation: completing it would run the query
+ * that laziness avoids; the collector drops its body. */
 
 static const char lazy_body_key = 0; /* S[&lazy_body_key] = body userdata */
+
+/* The body userdata: the body, and (fw_sbx_push_lazy_fill) what adds the
+ * field fill_key to it on the first read of that key or when S is
+ * completed, with its argument bytes (copied here). */
+typedef struct lazy_ud {
+    json_t *body;
+    fw_sbx_fill_fn fill; /* NULL: nothing to add */
+    const char *fill_key;
+    size_t arg_len;
+    max_align_t arg[]; /* arg_len bytes */
+} lazy_ud;
 
 /* __gc of the body userdata: release the reference taken by
  * fw_sbx_push_lazy_event (NULL once S was completed). */
 static int lazy_body_gc(lua_State *L)
 {
-    json_t **p = lua_touserdata(L, 1);
-    if (p) {
-        json_decref(*p);
-        *p = NULL;
+    lazy_ud *u = lua_touserdata(L, 1);
+    if (u) {
+        json_decref(u->body);
+        u->body = NULL;
     }
     return 0;
 }
 
-/* The body behind the lazy S at idx, or NULL (not lazy, or completed). */
-static json_t *lazy_body(lua_State *L, int idx)
+/* The body userdata of the lazy S at idx, or NULL (not lazy, or completed). */
+static lazy_ud *lazy_get(lua_State *L, int idx)
 {
-    json_t *body = NULL;
+    lazy_ud *u = NULL;
     if (lua_rawgetp(L, idx, &lazy_body_key) == LUA_TUSERDATA)
-        body = *(json_t **)lua_touserdata(L, -1);
+        u = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    return body;
+    return u && u->body ? u : NULL;
+}
+
+/* Add the fill field to the body if still missing (raises on failure,
+ * with nothing changed: a later read tries again). */
+static void lazy_fill(lua_State *L, lazy_ud *u)
+{
+    if (!u->fill)
+        return;
+    if (u->fill(L, u->arg, u->body) != 0)
+        luaL_error(L, "%s: store error", u->fill_key);
+    u->fill = NULL;
 }
 
 /* Push the Lua value of field j of the body as the eager conversion did:
@@ -477,8 +508,12 @@ static int lazy_index(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING)
         return 0;
     const char *k = lua_tolstring(L, 2, &kl);
-    json_t *body = lazy_body(L, 1);
-    const json_t *j = body ? json_object_getn(body, k, kl) : NULL;
+    lazy_ud *u = lazy_get(L, 1);
+    const json_t *j = u ? json_object_getn(u->body, k, kl) : NULL;
+    if (!j && u && u->fill && strcmp(k, u->fill_key) == 0) {
+        lazy_fill(L, u);
+        j = json_object_getn(u->body, k, kl);
+    }
     if (!j || json_is_null(j))
         return 0;
     lazy_push_field(L, j);
@@ -491,9 +526,11 @@ static int lazy_index(lua_State *L)
 void fw_sbx_lazy_complete(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
-    json_t *body = lazy_body(L, idx);
-    if (!body)
+    lazy_ud *u = lazy_get(L, idx);
+    if (!u)
         return;
+    lazy_fill(L, u);
+    json_t *body = u->body;
     luaL_checkstack(L, 8, "event");
     const char *k;
     json_t *j;
@@ -511,15 +548,12 @@ void fw_sbx_lazy_complete(lua_State *L, int idx)
         lazy_push_field(L, j);
         lua_rawset(L, idx);
     }
-    lua_rawgetp(L, idx, &lazy_body_key);
-    json_t **p = lua_touserdata(L, -1);
-    lua_pop(L, 1);
     lua_pushnil(L);
     lua_rawsetp(L, idx, &lazy_body_key);
     lua_pushnil(L);
     lua_setmetatable(L, idx);
-    json_decref(*p);
-    *p = NULL;
+    json_decref(u->body);
+    u->body = NULL;
 }
 
 int fw_sbx_lazy_ok(const json_t *body)
@@ -539,19 +573,30 @@ int fw_sbx_lazy_ok(const json_t *body)
     return bytes <= FW_SBX_LAZY_MAX_BYTES;
 }
 
-void fw_sbx_push_lazy_event(lua_State *L, json_t *body)
+void fw_sbx_push_lazy_fill(lua_State *L, json_t *body, const char *fill_key, fw_sbx_fill_fn fill,
+                           const void *arg, size_t arg_len)
 {
     fw_sbx *s = fw_sbx_of(L);
     luaL_checkstack(L, 4, "event");
     lua_createtable(L, 0, (int)json_object_size(body) + 1); /* S */
-    json_t **p = lua_newuserdatauv(L, sizeof *p, 0);
-    *p = NULL;
+    lazy_ud *u = lua_newuserdatauv(L, sizeof *u + arg_len, 0);
+    memset(u, 0, sizeof *u);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_body_mt_ref);
     lua_setmetatable(L, -2);
-    *p = json_incref(body);
+    u->body = json_incref(body);
+    u->fill = fill;
+    u->fill_key = fill_key;
+    u->arg_len = arg_len;
+    if (arg_len)
+        memcpy(u->arg, arg, arg_len);
     lua_rawsetp(L, -2, &lazy_body_key);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_mt_ref);
     lua_setmetatable(L, -2);
+}
+
+void fw_sbx_push_lazy_event(lua_State *L, json_t *body)
+{
+    fw_sbx_push_lazy_fill(L, body, NULL, NULL, NULL, 0);
 }
 
 /* Whether the value at idx is an unsettled overlay (T). */

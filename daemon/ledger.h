@@ -103,6 +103,15 @@ json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no);
  * even after more were added. */
 json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t *last_event);
 json_t *fw_ledger_voucher_events_json(fw_ledger *l, const char *voucher_no, int64_t last_event);
+/* The voucher without parsing its body: amount, state, the *_at times and
+ * reservation from the columns, *last_event as above, *body = the stored
+ * body as a JSON string (new reference); then fw_ledger_voucher_add_body
+ * adds the body's other fields (as fw_ledger_voucher_row_json has them;
+ * 0, or -1 if it does not parse).  ctx.voucher parses the body only when a
+ * rule reads a field the columns do not hold. */
+json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int64_t *last_event,
+                                       json_t **body);
+int fw_ledger_voucher_add_body(json_t *v, const json_t *body);
 
 /* Spend history (rules.md "Spend": created and not later cancelled or
  * returned, at the created time).  Any criterion may be NULL/0 = any. */

@@ -114,6 +114,71 @@ json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t
     return v;
 }
 
+json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int64_t *last_event,
+                                       json_t **body)
+{
+    sqlite3_stmt *s = fw_store_stmt(
+        l->st, "SELECT v.body, v.state, v.created_at, v.signed_at, v.sent_at, v.paid_at,"
+               " v.returned_at, v.cancelled_at, r.state,"
+               " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no),"
+               " v.amount"
+               " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
+               " WHERE v.voucher_no = ?1");
+    fw_bind_text(s, 1, voucher_no ? voucher_no : "");
+    json_t *v = NULL;
+    *body = NULL;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        v = json_object();
+        /* the column holds the body's amount (apply_created) */
+        json_object_set_new(v, "amount", json_integer(sqlite3_column_int64(s, 10)));
+        json_object_set_new(v, "state", json_string(fw_col_text(s, 1)));
+        set_time(v, "created_at", s, 2);
+        set_time(v, "signed_at", s, 3);
+        set_time(v, "sent_at", s, 4);
+        set_time(v, "paid_at", s, 5);
+        set_time(v, "returned_at", s, 6);
+        set_time(v, "cancelled_at", s, 7);
+        json_object_set_new(v, "reservation",
+                            sqlite3_column_type(s, 8) == SQLITE_NULL
+                                ? json_null()
+                                : json_string(fw_col_text(s, 8)));
+        *last_event = sqlite3_column_int64(s, 9);
+        *body = json_stringn(fw_col_text(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+        if (!*body) {
+            json_decref(v);
+            v = NULL;
+        }
+    }
+    fw_store_done(s);
+    return v;
+}
+
+int fw_ledger_voucher_add_body(json_t *v, const json_t *body)
+{
+    const char *text = json_string_value(body);
+    size_t len = json_string_length(body);
+    json_t *b = text ? fw_json_load_fast(text, len) : NULL;
+    if (!b && text)
+        b = json_loadb(text, len, 0, NULL);
+    if (!json_is_object(b)) {
+        json_decref(b);
+        return -1;
+    }
+    const char *k;
+    json_t *x;
+    json_object_foreach(b, k, x)
+    {
+        /* as fw_ledger_voucher_row_json: the created event's id and name are
+         * not the voucher's; the columns and `events` take precedence */
+        if (strcmp(k, "id") == 0 || strcmp(k, "event") == 0 || strcmp(k, "events") == 0 ||
+            json_object_get(v, k))
+            continue;
+        json_object_set(v, k, x);
+    }
+    json_decref(b);
+    return 0;
+}
+
 json_t *fw_ledger_voucher_events_json(fw_ledger *l, const char *voucher_no, int64_t last_event)
 {
     json_t *events = json_array();

@@ -533,35 +533,48 @@ static int push_memo_hit(lua_State *L, const memo_entry *e)
     return 1;
 }
 
-/* What the lazy voucher S needs to add its `events` (copied into S). */
+/* What the lazy voucher S needs to add to its columns (kept with S). */
 typedef struct voucher_fill_arg {
     int64_t last_event; /* voucher_events.n of its last event when it was read */
-    char no[];          /* the voucher number, NUL-terminated */
+    int body_added;
+    char no[]; /* the voucher number, NUL-terminated */
 } voucher_fill_arg;
 
-/* fw_sbx_fill_fn of the lazy voucher: its events as they were when the row
- * was read (fw_ledger_voucher_events_json), through the ledger of the rule
- * being called (S may outlive the evaluation, a rule set, its ledger). */
-static int voucher_fill_events(lua_State *L, const void *arg, json_t *body)
+/* fw_sbx_fill_fn of the lazy voucher: for `events`, its events as they
+ * were when the row was read (fw_ledger_voucher_events_json), through the
+ * ledger of the rule being called (S may outlive the evaluation, a rule
+ * set, its ledger); for any other key the columns lack, the fields of the
+ * stored body (aux). */
+static void voucher_fill(lua_State *L, void *arg, json_t *aux, json_t *v, const char *key)
 {
-    const voucher_fill_arg *a = arg;
-    fw_rule *r = fw_sbx_of(L)->owner;
-    if (!r || !r->ledger)
-        return -1;
-    json_t *events = fw_ledger_voucher_events_json(r->ledger, a->no, a->last_event);
-    if (!events)
-        return -1;
-    json_object_set_new(body, "events", events);
-    return 0;
+    voucher_fill_arg *a = arg;
+    int events = !key || strcmp(key, "events") == 0;
+    if (!a->body_added && (!key || !events)) {
+        if (fw_ledger_voucher_add_body(v, aux) != 0)
+            luaL_error(L, "ctx.voucher: stored body of %s does not parse", a->no);
+        a->body_added = 1;
+    }
+    if (events && !json_object_get(v, "events")) {
+        fw_rule *r = fw_sbx_of(L)->owner;
+        json_t *ev =
+            r && r->ledger ? fw_ledger_voucher_events_json(r->ledger, a->no, a->last_event) : NULL;
+        if (!ev)
+            luaL_error(L, "ctx.voucher: store error");
+        json_object_set_new(v, "events", ev);
+    }
 }
 
 /* Push the shared S of voucher `no` for this evaluation, or nil (no such
- * voucher).  S is lazy (sandbox.c, "lazy S"): a field becomes a Lua value
- * when a rule first reads it, and `events` is queried only then (or when
- * a rule walks or writes the voucher, or a kept voucher is read later):
- * no shipped rule reads it, and the second query, its JSON and its
- * conversion were most of ctx.voucher.  The row read once per rule set
- * and evaluation (memo key 'V', with the number of its last event). */
+ * voucher).  S is lazy (sandbox.c, "lazy S"): it starts with the row's
+ * columns (amount, state, the *_at times, reservation: what the flow rules
+ * read), a field becomes a Lua value when a rule first reads it, the
+ * stored body is parsed only when a rule reads a field the columns lack,
+ * and `events` is queried only when a rule reads it (or walks or writes
+ * the voucher, or reads a kept one later): no shipped rule reads it, and
+ * the second query, its JSON, parsing the body and converting the whole
+ * voucher were most of ctx.voucher.  The row is read once per rule set
+ * and evaluation (memo key 'V': [columns, body text], a = the number of
+ * its last event). */
 static void push_voucher_shared(lua_State *L, const char *no)
 {
     fw_memo *m = ctx_memo(L);
@@ -570,49 +583,47 @@ static void push_voucher_shared(lua_State *L, const char *no)
         key_str(m, no);
     }
     memo_entry *e = memo_find(m);
-    json_t *row;
+    json_t *pair;
     int64_t last = 0;
     if (e) {
-        row = e->j;
+        pair = e->j;
         last = e->a;
     } else {
-        row = fw_ledger_voucher_row_json(ctx_ledger(L), no, &last);
+        json_t *body = NULL;
+        json_t *cols = fw_ledger_voucher_columns_json(ctx_ledger(L), no, &last, &body);
+        pair = cols ? json_pack("[o,o]", cols, body) : NULL;
         if ((e = memo_add(m)) != NULL) {
-            e->j = row;
+            e->j = pair;
             e->a = last;
         } else {
-            row = fw_sbx_keep(L, row); /* no memo: held until the call ends */
+            pair = fw_sbx_keep(L, pair); /* no memo: held until the call ends */
         }
     }
-    if (!row) {
+    if (!pair) {
         lua_pushnil(L);
         return;
     }
-    if (json_object_get(row, "events") || !fw_sbx_lazy_ok(row)) {
-        /* Not flat (or filled by another state's S): the whole voucher, as
-         * before. */
-        if (!json_object_get(row, "events")) {
-            json_t *events = fw_ledger_voucher_events_json(ctx_ledger(L), no, last);
-            if (!events)
-                luaL_error(L, "ctx.voucher: store error");
-            json_object_set_new(row, "events", events);
-        }
-        fw_push_json(L, row);
+    json_t *cols = json_array_get(pair, 0), *body = json_array_get(pair, 1);
+    if (json_string_length(body) > FW_SBX_LAZY_MAX_BYTES) {
+        /* a body out of the ordinary: the whole voucher at once, as before
+         * (the collector may hold a lazy S's body for a while) */
+        voucher_fill_arg a = {.last_event = last};
+        json_t *v = json_deep_copy(cols);
+        fw_sbx_keep(L, v);
+        if (fw_ledger_voucher_add_body(v, body) != 0)
+            luaL_error(L, "ctx.voucher: stored body of %s does not parse", no);
+        json_t *ev = fw_ledger_voucher_events_json(ctx_ledger(L), no, a.last_event);
+        if (!ev)
+            luaL_error(L, "ctx.voucher: store error");
+        json_object_set_new(v, "events", ev);
+        fw_push_json(L, v);
         fw_sbx_readonly_nested(L, -1);
         return;
     }
-    /* The argument (voucher_fill_arg) is built with memcpy in bytes that
-     * fw_sbx_push_lazy_fill copies into S. */
-    size_t nl = strlen(no), len = offsetof(voucher_fill_arg, no) + nl + 1;
-    char local[256];
-    char *buf = local;
-    if (len > sizeof local)
-        buf = lua_newuserdatauv(L, len, 0); /* scratch (garbage) */
-    memcpy(buf + offsetof(voucher_fill_arg, last_event), &last, sizeof last);
-    memcpy(buf + offsetof(voucher_fill_arg, no), no, nl + 1);
-    fw_sbx_push_lazy_fill(L, row, "events", voucher_fill_events, buf, len);
-    if (buf != local)
-        lua_remove(L, -2);
+    size_t nl = strlen(no);
+    voucher_fill_arg *a = fw_sbx_push_lazy_fill(L, cols, body, voucher_fill, sizeof *a + nl + 1);
+    a->last_event = last;
+    memcpy(a->no, no, nl + 1);
 }
 
 /* ctx.voucher(no) -> nil or the stored voucher (state, events, created_at) */

@@ -108,16 +108,17 @@ int fw_sbx_lazy_ok(const json_t *body);
  * whose fields are converted on their first read; S holds a reference to
  * body until it is completed or collected. */
 void fw_sbx_push_lazy_event(lua_State *L, json_t *body);
-/* Adds the field fill_key to body (0), or fails (-1: nothing changed). */
-typedef int (*fw_sbx_fill_fn)(lua_State *L, const void *arg, json_t *body);
-/* The same, for a body that lacks the field fill_key: fill(L, arg, body)
- * adds it on its first read (a key that is not in body), or when S is
- * completed; a failure raises a Lua error there (and a later read tries
- * again).  arg_len bytes at arg are copied into S's body userdata (fill
- * gets the copy).  Used by ctx.voucher: `events` is queried only when a
- * rule reads it. */
-void fw_sbx_push_lazy_fill(lua_State *L, json_t *body, const char *fill_key, fw_sbx_fill_fn fill,
-                           const void *arg, size_t arg_len);
+/* Adds to the partial body what a read of key needs (key NULL: all that
+ * is missing); raises a Lua error on failure, leaving body consistent. */
+typedef void (*fw_sbx_fill_fn)(lua_State *L, void *arg, json_t *aux, json_t *body, const char *key);
+/* The same for a partial body: fill(L, arg, aux, body, key) is called on a
+ * read of a key that body lacks (then the key is looked up again), and with
+ * key NULL before S is completed (sandbox.c, "lazy S").  S holds a
+ * reference to aux (or NULL) as to body.  Returns arg: arg_len zeroed
+ * bytes, aligned, kept with S, for the caller to fill in.  Used by
+ * ctx.voucher. */
+void *fw_sbx_push_lazy_fill(lua_State *L, json_t *body, json_t *aux, fw_sbx_fill_fn fill,
+                            size_t arg_len);
 /* Convert every field of the lazy S at idx not converted yet, make S a
  * plain table and release the body (nothing when S is not lazy). */
 void fw_sbx_lazy_complete(lua_State *L, int idx);

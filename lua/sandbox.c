@@ -435,36 +435,37 @@ static const char overlay_key = 0; /* overlay metatable[&overlay_key] = true */
  * fields; the bound on a lazy body's size bounds what the collector may
  * then hold.
  *
- * fw_sbx_push_lazy_fill makes an S whose body lacks one field (ctx.voucher:
- * `events`) and a function that adds it to the body: called on the first
- * read of that key, and before S is completed (so pairs, next, rawget or a
- * write see it); the function must give the same value whenever it runs
- * (ctx.voucher's events are bounded by the last event number read with the
- * row), since S may be read after its evaluation.  Such an S is not
- * completed at the end of the evaluation: completing it would run the query
- * that laziness avoids; the collector drops its body. */
+ * fw_sbx_push_lazy_fill makes an S whose body is partial, with a function
+ * that adds to it (ctx.voucher: the row's columns first; the stored body
+ * when a rule reads a key they lack, `events` when it reads `events`):
+ * called on a read of a key the body lacks, and with key NULL (add
+ * everything) before S is completed, so pairs, next, rawget or a write see
+ * every field.  It must add the same values whenever it runs (ctx.voucher's
+ * events are bounded by the last event number read with the row), since S
+ * may be read after its evaluation.  Such an S is not completed at the end
+ * of the evaluation: that would do the work laziness avoids; the collector
+ * drops its body. */
 
 static const char lazy_body_key = 0; /* S[&lazy_body_key] = body userdata */
 
-/* The body userdata: the body, and (fw_sbx_push_lazy_fill) what adds the
- * field fill_key to it on the first read of that key or when S is
- * completed, with its argument bytes (copied here). */
+/* The body userdata: the body, and (fw_sbx_push_lazy_fill) what adds to
+ * it, with aux (held) and its argument bytes. */
 typedef struct lazy_ud {
     json_t *body;
+    json_t *aux;
     fw_sbx_fill_fn fill; /* NULL: nothing to add */
-    const char *fill_key;
-    size_t arg_len;
-    max_align_t arg[]; /* arg_len bytes */
+    max_align_t arg[];
 } lazy_ud;
 
-/* __gc of the body userdata: release the reference taken by
- * fw_sbx_push_lazy_event (NULL once S was completed). */
+/* __gc of the body userdata: release the references taken by
+ * fw_sbx_push_lazy_fill (NULL once S was completed). */
 static int lazy_body_gc(lua_State *L)
 {
     lazy_ud *u = lua_touserdata(L, 1);
     if (u) {
         json_decref(u->body);
-        u->body = NULL;
+        json_decref(u->aux);
+        u->body = u->aux = NULL;
     }
     return 0;
 }
@@ -477,17 +478,6 @@ static lazy_ud *lazy_get(lua_State *L, int idx)
         u = lua_touserdata(L, -1);
     lua_pop(L, 1);
     return u && u->body ? u : NULL;
-}
-
-/* Add the fill field to the body if still missing (raises on failure,
- * with nothing changed: a later read tries again). */
-static void lazy_fill(lua_State *L, lazy_ud *u)
-{
-    if (!u->fill)
-        return;
-    if (u->fill(L, u->arg, u->body) != 0)
-        luaL_error(L, "%s: store error", u->fill_key);
-    u->fill = NULL;
 }
 
 /* Push the Lua value of field j of the body as the eager conversion did:
@@ -510,8 +500,8 @@ static int lazy_index(lua_State *L)
     const char *k = lua_tolstring(L, 2, &kl);
     lazy_ud *u = lazy_get(L, 1);
     const json_t *j = u ? json_object_getn(u->body, k, kl) : NULL;
-    if (!j && u && u->fill && strcmp(k, u->fill_key) == 0) {
-        lazy_fill(L, u);
+    if (!j && u && u->fill) {
+        u->fill(L, u->arg, u->aux, u->body, k);
         j = json_object_getn(u->body, k, kl);
     }
     if (!j || json_is_null(j))
@@ -529,7 +519,10 @@ void fw_sbx_lazy_complete(lua_State *L, int idx)
     lazy_ud *u = lazy_get(L, idx);
     if (!u)
         return;
-    lazy_fill(L, u);
+    if (u->fill) {
+        u->fill(L, u->arg, u->aux, u->body, NULL);
+        u->fill = NULL;
+    }
     json_t *body = u->body;
     luaL_checkstack(L, 8, "event");
     const char *k;
@@ -553,7 +546,8 @@ void fw_sbx_lazy_complete(lua_State *L, int idx)
     lua_pushnil(L);
     lua_setmetatable(L, idx);
     json_decref(u->body);
-    u->body = NULL;
+    json_decref(u->aux);
+    u->body = u->aux = NULL;
 }
 
 int fw_sbx_lazy_ok(const json_t *body)
@@ -573,30 +567,28 @@ int fw_sbx_lazy_ok(const json_t *body)
     return bytes <= FW_SBX_LAZY_MAX_BYTES;
 }
 
-void fw_sbx_push_lazy_fill(lua_State *L, json_t *body, const char *fill_key, fw_sbx_fill_fn fill,
-                           const void *arg, size_t arg_len)
+void *fw_sbx_push_lazy_fill(lua_State *L, json_t *body, json_t *aux, fw_sbx_fill_fn fill,
+                            size_t arg_len)
 {
     fw_sbx *s = fw_sbx_of(L);
     luaL_checkstack(L, 4, "event");
     lua_createtable(L, 0, (int)json_object_size(body) + 1); /* S */
     lazy_ud *u = lua_newuserdatauv(L, sizeof *u + arg_len, 0);
-    memset(u, 0, sizeof *u);
+    memset(u, 0, sizeof *u + arg_len);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_body_mt_ref);
     lua_setmetatable(L, -2);
     u->body = json_incref(body);
+    u->aux = json_incref(aux);
     u->fill = fill;
-    u->fill_key = fill_key;
-    u->arg_len = arg_len;
-    if (arg_len)
-        memcpy(u->arg, arg, arg_len);
     lua_rawsetp(L, -2, &lazy_body_key);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_mt_ref);
     lua_setmetatable(L, -2);
+    return u->arg;
 }
 
 void fw_sbx_push_lazy_event(lua_State *L, json_t *body)
 {
-    fw_sbx_push_lazy_fill(L, body, NULL, NULL, NULL, 0);
+    fw_sbx_push_lazy_fill(L, body, NULL, NULL, 0);
 }
 
 /* Whether the value at idx is an unsettled overlay (T). */

@@ -188,6 +188,20 @@ static void events_after_other_fields(void **state)
                   "ev");
 }
 
+/* The body is parsed when a rule reads a field the columns lack: the
+ * created event's id and name are not the voucher's, the columns win. */
+static void body_fields_after_columns(void **state)
+{
+    (void)state;
+    check_on_sent(
+        "local t = ctx.voucher(v.voucher_no)\n"
+        "assert(t.amount == 1000 and t.state == 'signed' and t.reservation == 'pending')\n"
+        "assert(t.id == nil and t.event == nil and t.purpose == '办公用品采购')\n"
+        "assert(t.created_at == 1717380900 and t.voucher_no == 'ZF1')\n"
+        "return dump(t)",
+        "d");
+}
+
 static void write_makes_own_copy(void **state)
 {
     (void)state;
@@ -263,6 +277,7 @@ int main(void)
         cmocka_unit_test(pairs_first),
         cmocka_unit_test(next_and_rawget),
         cmocka_unit_test(events_after_other_fields),
+        cmocka_unit_test(body_fields_after_columns),
         cmocka_unit_test(write_makes_own_copy),
         cmocka_unit_test(kept_past_its_call),
         cmocka_unit_test(missing_voucher),

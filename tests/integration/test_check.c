@@ -520,6 +520,9 @@ static void test_check_while_loop_blocked(void **state)
     allocate(e, "chk-ind-5", IND, "3000.00");
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(e->d.db, &db), SQLITE_OK);
+    /* The daemon may be writing (a tick, an alert or SMS state): wait for
+     * the lock as the daemon itself would. */
+    sqlite3_busy_timeout(db, 10000);
     assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     double locked_at = mono();
     char body[2048], created[2300];

@@ -70,14 +70,33 @@ static void set_time(json_t *o, const char *key, sqlite3_stmt *s, int col)
         json_object_set_new(o, key, json_integer(sqlite3_column_int64(s, col)));
 }
 
+/* A voucher's row: the stored body (0), the columns put_row_columns reads
+ * (1-8), the number of its last event (9), the amount column (10). */
+static const char k_voucher_row_sql[] =
+    "SELECT v.body, v.state, v.created_at, v.signed_at, v.sent_at, v.paid_at,"
+    " v.returned_at, v.cancelled_at, r.state,"
+    " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no), v.amount"
+    " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
+    " WHERE v.voucher_no = ?1";
+
+/* state, the *_at times and the reservation's state, from that row. */
+static void put_row_columns(json_t *v, sqlite3_stmt *s)
+{
+    json_object_set_new(v, "state", json_string(fw_col_text(s, 1)));
+    set_time(v, "created_at", s, 2);
+    set_time(v, "signed_at", s, 3);
+    set_time(v, "sent_at", s, 4);
+    set_time(v, "paid_at", s, 5);
+    set_time(v, "returned_at", s, 6);
+    set_time(v, "cancelled_at", s, 7);
+    json_object_set_new(v, "reservation",
+                        sqlite3_column_type(s, 8) == SQLITE_NULL ? json_null()
+                                                                 : json_string(fw_col_text(s, 8)));
+}
+
 json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t *last_event)
 {
-    sqlite3_stmt *s = fw_store_stmt(
-        l->st, "SELECT v.body, v.state, v.created_at, v.signed_at, v.sent_at, v.paid_at,"
-               " v.returned_at, v.cancelled_at, r.state,"
-               " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no)"
-               " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
-               " WHERE v.voucher_no = ?1");
+    sqlite3_stmt *s = fw_store_stmt(l->st, k_voucher_row_sql);
     fw_bind_text(s, 1, voucher_no ? voucher_no : "");
     json_t *v = NULL;
     int rc = sqlite3_step(s);
@@ -92,17 +111,7 @@ json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t
         if (v && json_is_object(v)) {
             json_object_del(v, "id"); /* the created event's id is in events[] */
             json_object_del(v, "event");
-            json_object_set_new(v, "state", json_string(fw_col_text(s, 1)));
-            set_time(v, "created_at", s, 2);
-            set_time(v, "signed_at", s, 3);
-            set_time(v, "sent_at", s, 4);
-            set_time(v, "paid_at", s, 5);
-            set_time(v, "returned_at", s, 6);
-            set_time(v, "cancelled_at", s, 7);
-            json_object_set_new(v, "reservation",
-                                sqlite3_column_type(s, 8) == SQLITE_NULL
-                                    ? json_null()
-                                    : json_string(fw_col_text(s, 8)));
+            put_row_columns(v, s);
             if (last_event)
                 *last_event = sqlite3_column_int64(s, 9); /* NULL (no event): 0 */
         } else {
@@ -117,13 +126,7 @@ json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t
 json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int64_t *last_event,
                                        json_t **body)
 {
-    sqlite3_stmt *s = fw_store_stmt(
-        l->st, "SELECT v.body, v.state, v.created_at, v.signed_at, v.sent_at, v.paid_at,"
-               " v.returned_at, v.cancelled_at, r.state,"
-               " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no),"
-               " v.amount"
-               " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
-               " WHERE v.voucher_no = ?1");
+    sqlite3_stmt *s = fw_store_stmt(l->st, k_voucher_row_sql);
     fw_bind_text(s, 1, voucher_no ? voucher_no : "");
     json_t *v = NULL;
     *body = NULL;
@@ -131,17 +134,7 @@ json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int
         v = json_object();
         /* the column holds the body's amount (apply_created) */
         json_object_set_new(v, "amount", json_integer(sqlite3_column_int64(s, 10)));
-        json_object_set_new(v, "state", json_string(fw_col_text(s, 1)));
-        set_time(v, "created_at", s, 2);
-        set_time(v, "signed_at", s, 3);
-        set_time(v, "sent_at", s, 4);
-        set_time(v, "paid_at", s, 5);
-        set_time(v, "returned_at", s, 6);
-        set_time(v, "cancelled_at", s, 7);
-        json_object_set_new(v, "reservation",
-                            sqlite3_column_type(s, 8) == SQLITE_NULL
-                                ? json_null()
-                                : json_string(fw_col_text(s, 8)));
+        put_row_columns(v, s);
         *last_event = sqlite3_column_int64(s, 9);
         *body = json_stringn(fw_col_text(s, 0), (size_t)sqlite3_column_bytes(s, 0));
         if (!*body) {

@@ -95,7 +95,7 @@ struct fw_checker {
 
 /* How long the thread waits for a request before it looks at stop/reload. */
 #define CHECKER_POLL_MS 50
-/* The checker thread's nice value (the loop's is 0). */
+/* The checker thread's nice value (the loop's is [check] ingest_nice, 5). */
 #define CHECKER_NICE (-10)
 
 static double mono_seconds(void)

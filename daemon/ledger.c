@@ -873,6 +873,30 @@ static int load_voucher(fw_ledger *l, const char *voucher_no, voucher_state *vs)
     return -1;
 }
 
+/* What load_voucher gives, from the voucher cache's record. */
+static void state_from_rec(const fw_voucher_rec *r, voucher_state *vs)
+{
+    snprintf(vs->state, sizeof vs->state, "%s", r->state);
+    snprintf(vs->indicator_id, sizeof vs->indicator_id, "%s", r->indicator_id);
+    vs->amount = r->amount;
+    snprintf(vs->res_state, sizeof vs->res_state, "%s", r->reservation);
+}
+
+/* The voucher: from the record when the caller has one (rec: the cache's,
+ * *known: 1 found, 0 unknown, -2 not cached: read by SQL into *rec now),
+ * else by SQL.  1 found, 0 unknown, -1 error. */
+static int voucher_before(fw_ledger *l, const char *no, fw_voucher_rec *rec, int *known,
+                          voucher_state *vs)
+{
+    if (!rec)
+        return load_voucher(l, no, vs);
+    if (*known == -2 && (*known = fw_ledger_voucher_rec(l, no, rec)) < 0)
+        return -1;
+    if (*known > 0)
+        state_from_rec(rec, vs);
+    return *known > 0;
+}
+
 /* A `created` for a voucher number already stored: kept, nothing else. */
 static int created_again(fw_ledger *l, const fw_event *ev, const char *no, const voucher_state *vs,
                          fw_ledger_result *res)
@@ -882,7 +906,10 @@ static int created_again(fw_ledger *l, const fw_event *ev, const char *no, const
     return record_voucher_event(l, ev, no, "created", res, 1);
 }
 
-static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_ledger_result *res)
+/* rec / known: as voucher_before, and on return what the voucher is after
+ * the event (*known 1 or 0). */
+static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_ledger_result *res,
+                         fw_voucher_rec *rec, int *known)
 {
     const json_t *b = ev->body;
     char y1[32], y2[32];
@@ -890,13 +917,17 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     int64_t amount = 0;
     if (!fw_ledger_jint(b, "amount", &amount) || amount < 0 || amount > FW_MONEY_MAX_FEN) {
         /* A repeated voucher number is the reason even then. */
-        int found = load_voucher(l, no, &vs);
+        int found = voucher_before(l, no, rec, known, &vs);
         if (found < 0)
             return -1;
         if (found)
             return created_again(l, ev, no, &vs, res);
         set_result(res, FW_LEDGER_FLOW_ERROR, "created without a valid amount");
         return record_voucher_event(l, ev, no, "created", res, 1);
+    }
+    if (rec && *known > 0) { /* the INSERT below would do nothing */
+        state_from_rec(rec, &vs);
+        return created_again(l, ev, no, &vs, res);
     }
     const char *ind_id = fw_ledger_jstr(b, "indicator_id");
     char *owned;
@@ -934,10 +965,24 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     if (sqlite3_changes(fw_store_db(l->st)) == 0) {
         /* The number was taken: read what it holds only now (the common
          * case, a new voucher, needs no read before the insert). */
-        int found = load_voucher(l, no, &vs);
+        if (rec && *known == 0) {
+            FW_ERROR("ledger.vcache", "voucher=%s reason=\"record said unknown\"", no);
+            return -1; /* a bug: the batch is rolled back, the records dropped */
+        }
+        int found = voucher_before(l, no, rec, known, &vs);
         if (found <= 0)
             return -1;
         return created_again(l, ev, no, &vs, res);
+    }
+    if (rec) { /* the row just written; the reservation below, if any */
+        memset(rec, 0, sizeof *rec);
+        memcpy(rec->state, "created", sizeof "created");
+        rec->truncated = snprintf(rec->indicator_id, sizeof rec->indicator_id, "%s", ind_id) >=
+                         (int)sizeof rec->indicator_id;
+        rec->amount = amount;
+        rec->at[FW_VAT_CREATED] = ev->occurred_at;
+        rec->has_at = 1u << FW_VAT_CREATED;
+        *known = 1;
     }
     fw_vcache_voucher_inserted(l, sqlite3_last_insert_rowid(fw_store_db(l->st)),
                                ev->unit_code ? ev->unit_code : fw_ledger_jstr(b, "unit_code"),
@@ -969,6 +1014,10 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     sqlite3_bind_int64(s, 5, ev->occurred_at);
     if (fw_ledger_step_done(l, s, "insert_reservation") < 0)
         return -1;
+    if (rec) {
+        memcpy(rec->reservation, "pending", sizeof "pending");
+        rec->has_reservation = 1;
+    }
     cause c = {"freeze", amount, "voucher", no, NULL, NULL, ev->id, ev->occurred_at};
     if (append_entry(l, &ind, 0, amount, 0, &c) < 0)
         return -1;
@@ -1054,12 +1103,24 @@ static int advance_without_money(fw_ledger *l, const char *no, const char *event
     return sqlite3_changes(fw_store_db(l->st)) > 0;
 }
 
+/* The record's time index of a later event. */
+static int event_at_index(const char *event)
+{
+    static const char *const names[] = {"created", "signed",   "sent",
+                                        "paid",    "returned", "cancelled"};
+    for (int i = 0; i < 6; i++)
+        if (strcmp(names[i], event) == 0)
+            return i;
+    return -1;
+}
+
+/* rec / known: as apply_created. */
 static int apply_voucher_later(fw_ledger *l, const fw_event *ev, const char *no, const char *event,
-                               fw_ledger_result *res)
+                               fw_ledger_result *res, fw_voucher_rec *rec, int *known)
 {
     char y1[32];
     voucher_state vs;
-    if (strcmp(event, "signed") == 0 || strcmp(event, "sent") == 0) {
+    if (!rec && (strcmp(event, "signed") == 0 || strcmp(event, "sent") == 0)) {
         int moved = advance_without_money(l, no, event, ev->occurred_at);
         if (moved < 0)
             return -1;
@@ -1069,7 +1130,7 @@ static int apply_voucher_later(fw_ledger *l, const fw_event *ev, const char *no,
         }
         /* Not allowed (or unknown): the read below gives the reason. */
     }
-    int found = load_voucher(l, no, &vs);
+    int found = voucher_before(l, no, rec, known, &vs);
     if (found < 0)
         return -1;
     if (!found) {
@@ -1082,6 +1143,16 @@ static int apply_voucher_later(fw_ledger *l, const fw_event *ev, const char *no,
     }
     if (set_voucher_state(l, no, event, ev->occurred_at) < 0)
         return -1;
+    if (rec) {
+        if (sqlite3_changes(fw_store_db(l->st)) != 1) {
+            FW_ERROR("ledger.vcache", "voucher=%s reason=\"record and row disagree\"", no);
+            return -1; /* a bug: the batch is rolled back, the records dropped */
+        }
+        int i = event_at_index(event);
+        snprintf(rec->state, sizeof rec->state, "%s", event);
+        rec->at[i] = ev->occurred_at;
+        rec->has_at |= 1u << i;
+    }
 
     /* Balance effect, only when the voucher holds a reservation. */
     const char *kind = NULL, *new_state = NULL;
@@ -1111,6 +1182,8 @@ static int apply_voucher_later(fw_ledger *l, const fw_event *ev, const char *no,
     }
     if (resolve_reservation(l, no, new_state, ev) < 0)
         return -1;
+    if (rec)
+        snprintf(rec->reservation, sizeof rec->reservation, "%s", new_state);
     cause c = {kind, vs.amount, "voucher", no, NULL, NULL, ev->id, ev->occurred_at};
     if (append_entry(l, &ind, 0, d_frozen, d_paid, &c) < 0)
         return -1;
@@ -1121,17 +1194,44 @@ static int apply_voucher_later(fw_ledger *l, const fw_event *ev, const char *no,
     return record_voucher_event(l, ev, no, event, res, 1);
 }
 
+static int apply_voucher_event(fw_ledger *l, const fw_event *ev, const char *no, const char *event,
+                               fw_ledger_result *res, fw_voucher_rec *rec, int *known)
+{
+    if (strcmp(event, "created") == 0)
+        return apply_created(l, ev, no, res, rec, known);
+    if (strcmp(event, "signed") == 0 || strcmp(event, "sent") == 0 || strcmp(event, "paid") == 0 ||
+        strcmp(event, "cancelled") == 0 || strcmp(event, "returned") == 0)
+        return apply_voucher_later(l, ev, no, event, res, rec, known);
+    set_result(res, FW_LEDGER_FLOW_ERROR, "unknown voucher event \"%.32s\"", event);
+    return record_voucher_event(l, ev, no, event, res, 1);
+}
+
+/* With a voucher cache on the connection, the voucher's record comes from
+ * it (no read by SQL) and goes back to it as the event left it: every path
+ * ends with the voucher_events INSERT, the newest row, so the record's last
+ * event is the connection's last insert. */
 static int apply_voucher(fw_ledger *l, const fw_event *ev, fw_ledger_result *res)
 {
     const char *no = fw_ledger_jstr(ev->body, "voucher_no");
     const char *event = strncmp(ev->type, "voucher.", 8) == 0 ? ev->type + 8 : "";
-    if (strcmp(event, "created") == 0)
-        return apply_created(l, ev, no, res);
-    if (strcmp(event, "signed") == 0 || strcmp(event, "sent") == 0 || strcmp(event, "paid") == 0 ||
-        strcmp(event, "cancelled") == 0 || strcmp(event, "returned") == 0)
-        return apply_voucher_later(l, ev, no, event, res);
-    set_result(res, FW_LEDGER_FLOW_ERROR, "unknown voucher event \"%.32s\"", event);
-    return record_voucher_event(l, ev, no, event, res, 1);
+    fw_vcache *vc = fw_vcache_of(l);
+    if (!vc)
+        return apply_voucher_event(l, ev, no, event, res, NULL, NULL);
+    /* A `created` (usually of a new number) reads nothing when the cache
+     * has no record: its INSERT tells whether the number was taken. */
+    fw_voucher_rec rec;
+    int known = strcmp(event, "created") == 0 ? fw_vcache_voucher_peek(vc, no, &rec)
+                                              : fw_vcache_voucher(vc, no, &rec);
+    if (known == -1)
+        return -1;
+    fw_vcache_voucher_begin(vc, no);
+    int rc = apply_voucher_event(l, ev, no, event, res, &rec, &known);
+    if (rc == 0 && known >= 0) {
+        if (known)
+            rec.last_event = sqlite3_last_insert_rowid(fw_store_db(l->st));
+        fw_vcache_voucher_put(vc, no, known ? &rec : NULL);
+    }
+    return rc;
 }
 
 /* ---- payroll, reimbursements, subsidies ---- */

@@ -103,15 +103,35 @@ json_t *fw_ledger_voucher_json(fw_ledger *l, const char *voucher_no);
  * even after more were added. */
 json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t *last_event);
 json_t *fw_ledger_voucher_events_json(fw_ledger *l, const char *voucher_no, int64_t last_event);
-/* The voucher without parsing its body: amount, state, the *_at times and
- * reservation from the columns, *last_event as above, *body = the stored
- * body as a JSON string (new reference); then fw_ledger_voucher_add_body
- * adds the body's other fields (as fw_ledger_voucher_row_json has them;
- * 0, or -1 if it does not parse).  ctx.voucher parses the body only when a
- * rule reads a field the columns do not hold. */
-json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int64_t *last_event,
-                                       json_t **body);
-int fw_ledger_voucher_add_body(json_t *v, const json_t *body);
+/* The voucher without its body: amount, state, the *_at times and
+ * reservation from the columns, *last_event as above (from the voucher
+ * cache's record when one is attached to the connection: no SQL).  Then
+ * fw_ledger_voucher_add_stored_body adds the stored body's other fields
+ * (as fw_ledger_voucher_row_json has them; 0, or -1 if the voucher is gone
+ * or its body does not parse).  ctx.voucher reads and parses the body only
+ * when a rule reads a field the columns do not hold (a voucher's body
+ * never changes once stored). */
+json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int64_t *last_event);
+int fw_ledger_voucher_add_stored_body(fw_ledger *l, json_t *v, const char *voucher_no);
+
+/* What the ledger and ctx.voucher need of a voucher, as one record: the
+ * columns of its row, its reservation's state and the number of its last
+ * event.  Text longer than a field is cut (truncated = 1; the ledger used
+ * such cut values before, ctx.voucher then reads the row by SQL). */
+enum { FW_VAT_CREATED, FW_VAT_SIGNED, FW_VAT_SENT, FW_VAT_PAID, FW_VAT_RETURNED, FW_VAT_CANCELLED };
+typedef struct fw_voucher_rec {
+    char state[16];
+    char indicator_id[128];
+    char reservation[16]; /* "" when the voucher has none (has_reservation 0) */
+    int has_reservation;
+    int truncated;
+    unsigned has_at; /* bit FW_VAT_x: at[x] is not NULL */
+    int64_t amount;
+    int64_t at[6];      /* created_at .. cancelled_at, unix s */
+    int64_t last_event; /* voucher_events.n of its last event, 0 if none */
+} fw_voucher_rec;
+/* By SQL: 1 found (*out filled), 0 unknown, -1 store error. */
+int fw_ledger_voucher_rec(fw_ledger *l, const char *voucher_no, fw_voucher_rec *out);
 
 /* Spend history (rules.md "Spend": created and not later cancelled or
  * returned, at the created time).  Any criterion may be NULL/0 = any. */

@@ -18,6 +18,7 @@
 
 #include "daemon/json_fast.h"
 #include "daemon/log.h"
+#include "daemon/voucher_cache.h"
 
 /* Copy column text into a fixed field, truncated as snprintf("%s") would
  * (this runs for every rule evaluation: no printf machinery). */
@@ -123,36 +124,101 @@ json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t
     return v;
 }
 
-json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int64_t *last_event,
-                                       json_t **body)
+/* Copy column text into a record field; 1 when it had to be cut. */
+static int rec_text(char *dst, size_t n, sqlite3_stmt *s, int col)
 {
-    sqlite3_stmt *s = fw_store_stmt(l->st, k_voucher_row_sql);
+    size_t len = (size_t)sqlite3_column_bytes(s, col);
+    copy_col(dst, n, s, col);
+    return len >= n;
+}
+
+int fw_ledger_voucher_rec(fw_ledger *l, const char *voucher_no, fw_voucher_rec *out)
+{
+    sqlite3_stmt *s = fw_store_stmt(
+        l->st, "SELECT v.state, v.indicator_id, v.amount, v.created_at, v.signed_at, v.sent_at,"
+               " v.paid_at, v.returned_at, v.cancelled_at, r.state,"
+               " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no)"
+               " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
+               " WHERE v.voucher_no = ?1");
     fw_bind_text(s, 1, voucher_no ? voucher_no : "");
-    json_t *v = NULL;
-    *body = NULL;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        v = json_object();
-        /* the column holds the body's amount (apply_created) */
-        json_object_set_new(v, "amount", json_integer(sqlite3_column_int64(s, 10)));
-        put_row_columns(v, s);
-        *last_event = sqlite3_column_int64(s, 9);
-        *body = json_stringn(fw_col_text(s, 0), (size_t)sqlite3_column_bytes(s, 0));
-        if (!*body) {
-            json_decref(v);
-            v = NULL;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        out->truncated |= rec_text(out->state, sizeof out->state, s, 0);
+        out->truncated |= rec_text(out->indicator_id, sizeof out->indicator_id, s, 1);
+        out->amount = sqlite3_column_int64(s, 2);
+        for (int i = 0; i < 6; i++)
+            if (sqlite3_column_type(s, 3 + i) != SQLITE_NULL) {
+                out->at[i] = sqlite3_column_int64(s, 3 + i);
+                out->has_at |= 1u << i;
+            }
+        if (sqlite3_column_type(s, 9) != SQLITE_NULL) {
+            out->has_reservation = 1;
+            out->truncated |= rec_text(out->reservation, sizeof out->reservation, s, 9);
         }
+        out->last_event = sqlite3_column_int64(s, 10); /* NULL (no event): 0 */
     }
     fw_store_done(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    FW_ERROR("ledger.sql", "what=voucher_rec rc=%d", rc);
+    return -1;
+}
+
+json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int64_t *last_event)
+{
+    fw_voucher_rec rec;
+    fw_vcache *vc = fw_vcache_of(l);
+    int found =
+        vc ? fw_vcache_voucher(vc, voucher_no, &rec) : fw_ledger_voucher_rec(l, voucher_no, &rec);
+    if (found <= 0)
+        return NULL;
+    if (rec.truncated) {
+        /* the columns' whole text (never in practice) */
+        sqlite3_stmt *s = fw_store_stmt(l->st, k_voucher_row_sql);
+        fw_bind_text(s, 1, voucher_no ? voucher_no : "");
+        json_t *v = NULL;
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            v = json_object();
+            json_object_set_new(v, "amount", json_integer(sqlite3_column_int64(s, 10)));
+            put_row_columns(v, s);
+            *last_event = sqlite3_column_int64(s, 9);
+        }
+        fw_store_done(s);
+        return v;
+    }
+    static const char *const at_keys[6] = {"created_at", "signed_at",   "sent_at",
+                                           "paid_at",    "returned_at", "cancelled_at"};
+    /* the keys in put_row_columns' order; the amount column holds the
+     * body's amount (apply_created) */
+    json_t *v = json_object();
+    json_object_set_new(v, "amount", json_integer(rec.amount));
+    json_object_set_new(v, "state", json_string(rec.state));
+    for (int i = 0; i < 6; i++)
+        if (rec.has_at & (1u << i))
+            json_object_set_new(v, at_keys[i], json_integer(rec.at[i]));
+    json_object_set_new(v, "reservation",
+                        rec.has_reservation ? json_string(rec.reservation) : json_null());
+    *last_event = rec.last_event;
     return v;
 }
 
-int fw_ledger_voucher_add_body(json_t *v, const json_t *body)
+int fw_ledger_voucher_add_stored_body(fw_ledger *l, json_t *v, const char *voucher_no)
 {
-    const char *text = json_string_value(body);
-    size_t len = json_string_length(body);
-    json_t *b = text ? fw_json_load_fast(text, len) : NULL;
-    if (!b && text)
-        b = json_loadb(text, len, 0, NULL);
+    sqlite3_stmt *s = fw_store_stmt(l->st, "SELECT body FROM vouchers WHERE voucher_no = ?1");
+    fw_bind_text(s, 1, voucher_no ? voucher_no : "");
+    json_t *b = NULL;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        /* parsed from SQLite's own buffer: the text is not copied */
+        const char *text = fw_col_text(s, 0);
+        size_t len = (size_t)sqlite3_column_bytes(s, 0);
+        b = fw_json_load_fast(text, len);
+        if (!b)
+            b = json_loadb(text, len, 0, NULL);
+    }
+    fw_store_done(s);
     if (!json_is_object(b)) {
         json_decref(b);
         return -1;

@@ -21,6 +21,8 @@
 
 #define PENDING_MAX 200000 /* more rows written than this: reload instead */
 #define IND_MAX 65536      /* more indicators asked than this: start again */
+#define REC_MAX 131072     /* more voucher records than this: start again */
+#define REC_NO_MAX 48      /* longer voucher numbers are not kept (SQL answers) */
 
 typedef struct vc_entry {
     int64_t rowid, created_at, amount;
@@ -44,6 +46,15 @@ typedef struct ic_entry {
     int found;
     fw_indicator ind;
 } ic_entry;
+
+/* One voucher's record (fw_ledger_voucher_rec) or its absence (!found),
+ * keyed by its number. */
+typedef struct vr_entry {
+    uint64_t gen; /* valid while equal to the cache's rgen */
+    int found;
+    char no[REC_NO_MAX];
+    fw_voucher_rec rec;
+} vr_entry;
 
 struct fw_vcache {
     fw_ledger *l;
@@ -79,7 +90,22 @@ struct fw_vcache {
     int64_t ind_dv;      /* data_version the entries reflect */
     int ind_dv_known;
     long ind_reads; /* indicator rows read from SQL (tests) */
-    long row_reads; /* voucher rows re-read from SQL after a write (tests) */
+    /* voucher records (the ledger's voucher reads, ctx.voucher) */
+    vr_entry *recs;
+    size_t nrecs, caprecs;
+    uint32_t *recmap; /* entry index + 1; cap a power of two */
+    size_t reccap;
+    uint64_t rgen;       /* + 1 invalidates every record */
+    long txn_rec_writes; /* ledger voucher operations since last outside a transaction */
+    uint64_t rec_dv_txn; /* txn_seq when data_version was last checked for them */
+    int64_t rec_dv;      /* data_version the records reflect */
+    int rec_dv_known;
+    long rec_rows_hooked; /* rows of vouchers / voucher_events written (update hook) */
+    long rec_rows_seen;   /* ... of which the records account for */
+    int rec_op;           /* inside fw_vcache_voucher_begin .. _put */
+    uint64_t rec_op_gen;  /* rgen at _begin */
+    long rec_reads;       /* voucher records read from SQL (tests) */
+    long row_reads;       /* voucher rows re-read from SQL after a write (tests) */
 };
 
 /* Caches by connection, to refuse a second one and to find a connection's
@@ -402,8 +428,15 @@ static void on_update(void *ud, int op, const char *dbname, const char *table, s
 {
     (void)op;
     fw_vcache *c = ud;
-    if (strcmp(table, "vouchers") != 0 || strcmp(dbname, "main") != 0)
+    if (strcmp(dbname, "main") != 0)
         return;
+    if (strcmp(table, "voucher_events") == 0) {
+        c->rec_rows_hooked++;
+        return;
+    }
+    if (strcmp(table, "vouchers") != 0)
+        return;
+    c->rec_rows_hooked++;
     c->txn_writes++;
     if (c->npending == c->cappending) {
         if (c->npending > PENDING_MAX) {
@@ -426,6 +459,8 @@ static void on_rollback(void *ud)
         c->invalid = 1;
     if (c->txn_ind_writes)
         c->igen++;
+    if (c->txn_rec_writes)
+        c->rgen++;
 }
 
 /* Statement start.  Outside a transaction every earlier write is settled
@@ -441,9 +476,10 @@ static int on_trace(unsigned type, void *ud, void *p, void *x)
     if (sqlite3_get_autocommit(c->db)) {
         c->txn_writes = 0;
         c->txn_ind_writes = 0;
+        c->txn_rec_writes = 0;
         c->txn_seq++;
     }
-    if (!c->txn_writes && !c->txn_ind_writes)
+    if (!c->txn_writes && !c->txn_ind_writes && !c->txn_rec_writes)
         return 0;
     const char *sql = x;
     while (isspace((unsigned char)*sql))
@@ -453,6 +489,8 @@ static int on_trace(unsigned type, void *ud, void *p, void *x)
             c->invalid = 1;
         if (c->txn_ind_writes)
             c->igen++;
+        if (c->txn_rec_writes)
+            c->rgen++;
     }
     return 0;
 }
@@ -475,6 +513,7 @@ fw_vcache *fw_vcache_new(fw_ledger *l)
     c->l = l;
     c->db = db;
     c->igen = 1;
+    c->rgen = 1;
     attached[slot] = c;
     sqlite3_update_hook(db, on_update, c);
     sqlite3_rollback_hook(db, on_rollback, c);
@@ -505,6 +544,8 @@ void fw_vcache_free(fw_vcache *c)
     free(c->pending);
     free(c->inds);
     free(c->indmap);
+    free(c->recs);
+    free(c->recmap);
     free(c);
 }
 
@@ -738,4 +779,161 @@ long fw_vcache_row_reads(const fw_vcache *c)
 long fw_vcache_indicator_reads(const fw_vcache *c)
 {
     return c ? c->ind_reads : 0;
+}
+
+/* ---- voucher records ---- */
+
+static uint32_t *rec_slot(fw_vcache *c, const char *no, size_t n)
+{
+    size_t mask = c->reccap - 1;
+    for (size_t i = hash_bytes(no, n) & mask;; i = (i + 1) & mask) {
+        if (!c->recmap[i])
+            return &c->recmap[i];
+        const char *k = c->recs[c->recmap[i] - 1].no;
+        if (strncmp(k, no, n) == 0 && k[n] == '\0')
+            return &c->recmap[i];
+    }
+}
+
+static void rec_grow(fw_vcache *c)
+{
+    size_t cap = c->reccap ? c->reccap * 2 : 4096;
+    free(c->recmap);
+    c->recmap = calloc(cap, sizeof *c->recmap);
+    if (!c->recmap)
+        abort();
+    c->reccap = cap;
+    for (size_t e = 0; e < c->nrecs; e++) {
+        const char *k = c->recs[e].no;
+        *rec_slot(c, k, strlen(k)) = (uint32_t)e + 1;
+    }
+}
+
+/* The entry of that number (n < REC_NO_MAX), made (not valid) if absent. */
+static vr_entry *rec_entry(fw_vcache *c, const char *no, size_t n)
+{
+    if (!c->reccap)
+        rec_grow(c);
+    uint32_t *slot = rec_slot(c, no, n);
+    if (*slot)
+        return &c->recs[*slot - 1];
+    if (c->nrecs >= REC_MAX) { /* start again: the recent vouchers come back */
+        c->nrecs = 0;
+        memset(c->recmap, 0, c->reccap * sizeof *c->recmap);
+        slot = rec_slot(c, no, n);
+    }
+    if (c->nrecs == c->caprecs) {
+        c->caprecs = c->caprecs ? c->caprecs * 2 : 4096;
+        c->recs = xrealloc(c->recs, c->caprecs * sizeof *c->recs);
+    }
+    uint32_t idx = (uint32_t)c->nrecs++;
+    vr_entry *e = &c->recs[idx];
+    e->gen = 0;
+    memcpy(e->no, no, n + 1); /* the key, before a rehash */
+    *slot = idx + 1;
+    if (c->nrecs * 2 > c->reccap)
+        rec_grow(c);
+    return &c->recs[idx];
+}
+
+/* Drop every record when something else may have changed the rows they
+ * hold: another connection's commit (checked once per transaction), or a
+ * row of vouchers / voucher_events written outside the ledger's voucher
+ * operations (the update hook counted more rows than those accounted for). */
+static int rec_check_other_writers(fw_vcache *c)
+{
+    if (c->rec_rows_hooked != c->rec_rows_seen) {
+        c->rgen++;
+        c->rec_rows_seen = c->rec_rows_hooked;
+    }
+    if (!sqlite3_get_autocommit(c->db) && c->rec_dv_txn == c->txn_seq)
+        return 0;
+    int64_t dv = data_version(c);
+    if (dv < 0)
+        return -1;
+    if (!c->rec_dv_known || dv != c->rec_dv)
+        c->rgen++;
+    c->rec_dv = dv;
+    c->rec_dv_known = 1;
+    c->rec_dv_txn = c->txn_seq;
+    return 0;
+}
+
+int fw_vcache_voucher(fw_vcache *c, const char *no, fw_voucher_rec *out)
+{
+    size_t n = no ? strlen(no) : 0;
+    if (!no || n >= REC_NO_MAX)
+        return fw_ledger_voucher_rec(c->l, no, out);
+    if (rec_check_other_writers(c) != 0)
+        return -1;
+    vr_entry *e = rec_entry(c, no, n);
+    if (e->gen == c->rgen) {
+        if (e->found)
+            *out = e->rec;
+        return e->found;
+    }
+    int rc = fw_ledger_voucher_rec(c->l, no, out);
+    c->rec_reads++;
+    if (rc < 0)
+        return -1;
+    e->found = rc;
+    if (rc)
+        e->rec = *out;
+    e->gen = c->rgen;
+    return rc;
+}
+
+int fw_vcache_voucher_peek(fw_vcache *c, const char *no, fw_voucher_rec *out)
+{
+    size_t n = no ? strlen(no) : 0;
+    if (!no || n >= REC_NO_MAX || !c->reccap)
+        return -2;
+    if (rec_check_other_writers(c) != 0)
+        return -1;
+    uint32_t *slot = rec_slot(c, no, n);
+    if (!*slot || c->recs[*slot - 1].gen != c->rgen)
+        return -2;
+    const vr_entry *e = &c->recs[*slot - 1];
+    if (e->found)
+        *out = e->rec;
+    return e->found;
+}
+
+void fw_vcache_voucher_begin(fw_vcache *c, const char *no)
+{
+    size_t n = no ? strlen(no) : 0;
+    c->txn_rec_writes++;
+    c->rec_op = rec_check_other_writers(c) == 0;
+    c->rec_op_gen = c->rgen;
+    if (!no || n >= REC_NO_MAX || !c->reccap)
+        return;
+    uint32_t *slot = rec_slot(c, no, n);
+    if (*slot)
+        c->recs[*slot - 1].gen = 0;
+}
+
+void fw_vcache_voucher_put(fw_vcache *c, const char *no, const fw_voucher_rec *rec)
+{
+    size_t n = no ? strlen(no) : 0;
+    if (!c->rec_op)
+        return;
+    c->rec_op = 0;
+    /* The rows written since _begin are the operation's own; another
+     * connection's commit in between (autocommit mode) leaves the entry
+     * dropped. */
+    c->rec_rows_seen = c->rec_rows_hooked;
+    if (rec_check_other_writers(c) != 0 || c->rgen != c->rec_op_gen)
+        return;
+    if (!no || n >= REC_NO_MAX)
+        return;
+    vr_entry *e = rec_entry(c, no, n);
+    e->found = rec != NULL;
+    if (rec)
+        e->rec = *rec;
+    e->gen = c->rgen;
+}
+
+long fw_vcache_voucher_reads(const fw_vcache *c)
+{
+    return c ? c->rec_reads : 0;
 }

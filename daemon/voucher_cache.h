@@ -39,6 +39,23 @@
  * another connection's commit, drop them all.  A new write path to
  * `indicators` must call it too (test_ledger_vcache compares with SQL).
  *
+ * Voucher records (fw_voucher_rec: state, amount, indicator, the *_at
+ * times, the reservation's state, the last event's number) are kept too,
+ * by voucher number, found or not, as they are asked: the ledger reads one
+ * for every voucher event (its flow and reservation) and ctx.voucher on
+ * every voucher event (flow_out_of_order), each an SQL join of three
+ * tables before.  They are written through: every ledger operation on a
+ * voucher (daemon/ledger.c apply_voucher, the only writer of vouchers,
+ * reservations and voucher_events in the daemon) reads the record, calls
+ * fw_vcache_voucher_begin (which drops it), writes, and hands the record
+ * as it left it to fw_vcache_voucher_put.  Exact the same way as the
+ * indicators: any ROLLBACK (to a savepoint too) after such an operation
+ * and another connection's commit drop them all, and so does a row of
+ * vouchers or voucher_events written between operations (the update hook
+ * counts them; reservations, WITHOUT ROWID, has no hook: a new write path
+ * to it must go through an operation).  test_ledger_vcache compares them
+ * with SQL.
+ *
  * Loop thread only (the hooks run inside SQLite calls made on that thread).
  */
 #ifndef FW_VOUCHER_CACHE_H
@@ -83,6 +100,21 @@ void fw_vcache_voucher_inserted(fw_ledger *l, int64_t rowid, const char *unit_co
 /* The cache attached to the ledger's connection, or NULL (the ledger reads
  * an indicator through it before moving a reservation's amount). */
 fw_vcache *fw_vcache_of(fw_ledger *l);
+/* fw_ledger_voucher_rec() through the cache: 1 found (*out filled), 0 no
+ * such voucher, -1 store error. */
+int fw_vcache_voucher(fw_vcache *c, const char *voucher_no, fw_voucher_rec *out);
+/* The same from the cache alone: -2 when it holds no record for it (no
+ * SQL; the ledger's `created` finds out by its INSERT). */
+int fw_vcache_voucher_peek(fw_vcache *c, const char *voucher_no, fw_voucher_rec *out);
+/* The ledger is about to write the rows of that voucher (its row, its
+ * reservation, an event for it): the record is dropped. */
+void fw_vcache_voucher_begin(fw_vcache *c, const char *voucher_no);
+/* ... and wrote them without error: the record is now *rec (NULL: the
+ * voucher does not exist).  Not called on an error: the record stays
+ * dropped. */
+void fw_vcache_voucher_put(fw_vcache *c, const char *voucher_no, const fw_voucher_rec *rec);
+/* Voucher records read from SQL by the cache (tests). */
+long fw_vcache_voucher_reads(const fw_vcache *c);
 /* Voucher rows re-read from SQL after a write (tests). */
 long fw_vcache_row_reads(const fw_vcache *c);
 /* Indicator rows read from SQL by the cache (tests). */

@@ -541,23 +541,25 @@ typedef struct voucher_fill_arg {
 } voucher_fill_arg;
 
 /* fw_sbx_fill_fn of the lazy voucher: for `events`, its events as they
- * were when the row was read (fw_ledger_voucher_events_json), through the
- * ledger of the rule being called (S may outlive the evaluation, a rule
- * set, its ledger); for any other key the columns lack, the fields of the
- * stored body (aux). */
+ * were when the row was read (fw_ledger_voucher_events_json); for any
+ * other key the columns lack, the fields of the stored body (which never
+ * changes once stored), read only now.  Both through the ledger of the
+ * rule being called (S may outlive the evaluation, a rule set, its
+ * ledger). */
 static void voucher_fill(lua_State *L, void *arg, json_t *aux, json_t *v, const char *key)
 {
+    (void)aux;
     voucher_fill_arg *a = arg;
+    fw_rule *r = fw_sbx_of(L)->owner;
+    fw_ledger *lg = r ? r->ledger : NULL;
     int events = !key || strcmp(key, "events") == 0;
     if (!a->body_added && (!key || !events)) {
-        if (fw_ledger_voucher_add_body(v, aux) != 0)
+        if (!lg || fw_ledger_voucher_add_stored_body(lg, v, a->no) != 0)
             luaL_error(L, "ctx.voucher: stored body of %s does not parse", a->no);
         a->body_added = 1;
     }
     if (events && !json_object_get(v, "events")) {
-        fw_rule *r = fw_sbx_of(L)->owner;
-        json_t *ev =
-            r && r->ledger ? fw_ledger_voucher_events_json(r->ledger, a->no, a->last_event) : NULL;
+        json_t *ev = lg ? fw_ledger_voucher_events_json(lg, a->no, a->last_event) : NULL;
         if (!ev)
             luaL_error(L, "ctx.voucher: store error");
         json_object_set_new(v, "events", ev);
@@ -567,14 +569,13 @@ static void voucher_fill(lua_State *L, void *arg, json_t *aux, json_t *v, const 
 /* Push the shared S of voucher `no` for this evaluation, or nil (no such
  * voucher).  S is lazy (sandbox.c, "lazy S"): it starts with the row's
  * columns (amount, state, the *_at times, reservation: what the flow rules
- * read), a field becomes a Lua value when a rule first reads it, the
- * stored body is parsed only when a rule reads a field the columns lack,
- * and `events` is queried only when a rule reads it (or walks or writes
- * the voucher, or reads a kept one later): no shipped rule reads it, and
- * the second query, its JSON, parsing the body and converting the whole
- * voucher were most of ctx.voucher.  The row is read once per rule set
- * and evaluation (memo key 'V': [columns, body text], a = the number of
- * its last event). */
+ * read; from the voucher cache's record on the loop, by SQL elsewhere), a
+ * field becomes a Lua value when a rule first reads it, the stored body is
+ * read and parsed only when a rule reads a field the columns lack, and
+ * `events` is queried only when a rule reads it (or walks or writes the
+ * voucher, or reads a kept one later): no shipped rule reads either.  The
+ * columns are read once per rule set and evaluation (memo key 'V': the
+ * columns, a = the number of its last event). */
 static void push_voucher_shared(lua_State *L, const char *no)
 {
     fw_memo *m = ctx_memo(L);
@@ -583,45 +584,26 @@ static void push_voucher_shared(lua_State *L, const char *no)
         key_str(m, no);
     }
     memo_entry *e = memo_find(m);
-    json_t *pair;
+    json_t *cols;
     int64_t last = 0;
     if (e) {
-        pair = e->j;
+        cols = e->j;
         last = e->a;
     } else {
-        json_t *body = NULL;
-        json_t *cols = fw_ledger_voucher_columns_json(ctx_ledger(L), no, &last, &body);
-        pair = cols ? json_pack("[o,o]", cols, body) : NULL;
+        cols = fw_ledger_voucher_columns_json(ctx_ledger(L), no, &last);
         if ((e = memo_add(m)) != NULL) {
-            e->j = pair;
+            e->j = cols;
             e->a = last;
         } else {
-            pair = fw_sbx_keep(L, pair); /* no memo: held until the call ends */
+            cols = fw_sbx_keep(L, cols); /* no memo: held until the call ends */
         }
     }
-    if (!pair) {
+    if (!cols) {
         lua_pushnil(L);
         return;
     }
-    json_t *cols = json_array_get(pair, 0), *body = json_array_get(pair, 1);
-    if (json_string_length(body) > FW_SBX_LAZY_MAX_BYTES) {
-        /* a body out of the ordinary: the whole voucher at once, as before
-         * (the collector may hold a lazy S's body for a while) */
-        voucher_fill_arg a = {.last_event = last};
-        json_t *v = json_deep_copy(cols);
-        fw_sbx_keep(L, v);
-        if (fw_ledger_voucher_add_body(v, body) != 0)
-            luaL_error(L, "ctx.voucher: stored body of %s does not parse", no);
-        json_t *ev = fw_ledger_voucher_events_json(ctx_ledger(L), no, a.last_event);
-        if (!ev)
-            luaL_error(L, "ctx.voucher: store error");
-        json_object_set_new(v, "events", ev);
-        fw_push_json(L, v);
-        fw_sbx_readonly_nested(L, -1);
-        return;
-    }
     size_t nl = strlen(no);
-    voucher_fill_arg *a = fw_sbx_push_lazy_fill(L, cols, body, voucher_fill, sizeof *a + nl + 1);
+    voucher_fill_arg *a = fw_sbx_push_lazy_fill(L, cols, NULL, voucher_fill, sizeof *a + nl + 1);
     a->last_event = last;
     memcpy(a->no, no, nl + 1);
 }

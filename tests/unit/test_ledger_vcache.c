@@ -8,7 +8,13 @@
  * rows (fw_vcache_indicator) likewise equal fw_ledger_get_indicator over
  * random allocations, adjustments, transfers and vouchers (which freeze,
  * post and release) through the same transactions and rollbacks, for known
- * and unknown ids, and follow another connection's commit.
+ * and unknown ids, and follow another connection's commit.  Its voucher
+ * records (fw_vcache_voucher) and ctx.voucher's columns built from them
+ * equal fw_ledger_voucher_rec and the row read by SQL over random
+ * creations (repeated numbers, unknown indicators) and
+ * flow events (also for numbers never created), rows written outside the
+ * ledger and the same transactions and rollbacks; after a voucher's own
+ * operations its record is read from nowhere but the cache.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -442,6 +448,193 @@ static void indicators_match_sql_through_rollbacks(void **state)
     fw_store_close(st);
 }
 
+/* ---- voucher records ---- */
+
+static void record_create(fw_ledger *lg, int seq, int no)
+{
+    static const char *const amounts[] = {"100.00", "1000.00", "30000.00"};
+    char json[2048], ts[40];
+    fw_time_format(T0 + seq, ts, sizeof ts);
+    unsigned k = (unsigned)(xr() % 10);
+    snprintf(
+        json, sizeof json,
+        "{\"id\":\"evt-rc%d\",\"event\":\"created\",\"occurred_at\":\"%s\","
+        "\"voucher_no\":\"ZR%d\",\"year\":2024,\"unit_code\":\"101001\","
+        "\"unit_name\":\"单位\",\"indicator_id\":\"ZB2024-101001-000%d\","
+        "\"func_class\":\"2050201\",\"econ_class\":\"30201\",\"pay_method\":\"direct\","
+        "\"settle_method\":\"transfer\",\"payee_name\":\"某公司\",\"payee_account\":\"62220001\","
+        "\"payee_bank\":\"建行\",\"payee_type\":\"company\",\"amount\":\"%s\","
+        "\"purpose\":\"办公用品采购\"}",
+        seq, ts, no, k < 8 ? 1 : 2, /* 0002: never allocated, nothing frozen */
+        amounts[xr() % 3]);
+    apply(lg, "fiscal.voucher.101001", json);
+}
+
+static void record_event(fw_ledger *lg, int seq, int no)
+{
+    static const char *const evs[] = {"signed", "sent", "paid", "returned", "cancelled"};
+    const char *e = evs[xr() % 5];
+    char json[1024], ts[40];
+    fw_time_format(T0 + seq, ts, sizeof ts);
+    snprintf(json, sizeof json,
+             "{\"id\":\"evt-re%d\",\"event\":\"%s\",\"occurred_at\":\"%s\",\"voucher_no\":\"ZR%d\","
+             "\"unit_code\":\"101001\"%s}",
+             seq, e, ts, no,
+             strcmp(e, "returned") == 0 || strcmp(e, "cancelled") == 0 ? ",\"reason\":\"退票\""
+                                                                       : "");
+    apply(lg, "fiscal.voucher.101001", json);
+}
+
+/* The cache's record equals SQL's, and so do ctx.voucher's columns
+ * (fw_ledger_voucher_columns_json, from the record) and the row's. */
+static void check_record(fw_vcache *c, fw_ledger *lg, const char *no, int step)
+{
+    fw_voucher_rec want, got;
+    memset(&want, 0, sizeof want);
+    memset(&got, 0, sizeof got);
+    int rw = fw_ledger_voucher_rec(lg, no, &want);
+    int rg = fw_vcache_voucher(c, no, &got);
+    if (rw != rg)
+        fail_msg("step %d: %s: sql %d, cache %d", step, no, rw, rg);
+    if (rw != 1)
+        return;
+    if (strcmp(want.state, got.state) != 0 || strcmp(want.indicator_id, got.indicator_id) != 0 ||
+        strcmp(want.reservation, got.reservation) != 0 ||
+        want.has_reservation != got.has_reservation || want.truncated != got.truncated ||
+        want.has_at != got.has_at || want.amount != got.amount ||
+        want.last_event != got.last_event || memcmp(want.at, got.at, sizeof want.at) != 0)
+        fail_msg("step %d: %s: sql %s/%s/%lld/res %s/at %x/last %lld, cache %s/%s/%lld/res %s/at "
+                 "%x/last %lld",
+                 step, no, want.state, want.indicator_id, (long long)want.amount, want.reservation,
+                 want.has_at, (long long)want.last_event, got.state, got.indicator_id,
+                 (long long)got.amount, got.reservation, got.has_at, (long long)got.last_event);
+    int64_t last_cols = -1, last_row = -2;
+    json_t *cols = fw_ledger_voucher_columns_json(lg, no, &last_cols);
+    json_t *row = fw_ledger_voucher_row_json(lg, no, &last_row);
+    assert_non_null(cols);
+    assert_non_null(row);
+    assert_int_equal(last_cols, last_row);
+    static const char *const keys[] = {"amount",      "state",        "created_at",
+                                       "signed_at",   "sent_at",      "paid_at",
+                                       "returned_at", "cancelled_at", "reservation"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *a = json_object_get(cols, keys[i]), *b = json_object_get(row, keys[i]);
+        if (!(a == NULL && b == NULL) && !(a && b && json_equal(a, b)))
+            fail_msg("step %d: %s: columns and row differ at %s", step, no, keys[i]);
+    }
+    assert_int_equal(json_object_size(cols), 3 + __builtin_popcount(want.has_at));
+    json_decref(cols);
+    json_decref(row);
+}
+
+static void records_match_sql_through_rollbacks(void **state)
+{
+    (void)state;
+    char err[256];
+    fw_migration m = {"ledger", fw_ledger_schema};
+    fw_store *st = fw_store_open(":memory:", &m, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
+    assert_non_null(st);
+    fw_ledger *lg = fw_ledger_new(st);
+    apply(lg, "fiscal.indicator.101001",
+          "{\"id\":\"evt-a\",\"op\":\"allocate\",\"occurred_at\":\"2024-06-01T09:00:00+08:00\","
+          "\"doc_no\":\"三财预〔2024〕1号\",\"indicator_id\":\"ZB2024-101001-0001\",\"year\":2024,"
+          "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"30201\","
+          "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"100000000.00\","
+          "\"flags\":[]}");
+    fw_vcache *c = fw_vcache_new(lg);
+    assert_non_null(c);
+    int seq = 0;
+    txn_walk w = {0};
+    long checks = 0, found = 0, outside = 0, events = 0;
+    for (int step = 0; step < 10000; step++) {
+        unsigned op = (unsigned)(xr() % 100);
+        int no = (int)(xr() % 150);
+        char vno[32];
+        snprintf(vno, sizeof vno, "ZR%d", no);
+        if (op < 15) {
+            record_create(lg, seq++, no); /* numbers repeat: refused creations too */
+        } else if (op < 40) {
+            record_event(lg, seq++, no); /* also for numbers never created */
+            events++;
+        } else if (op < 53) {
+            txn_step(st, &w,
+                     op < 44   ? TXN_OPEN
+                     : op < 48 ? TXN_UNDO
+                     : op < 50 ? TXN_RELEASE
+                               : TXN_END);
+        } else if (op < 55) {
+            /* rows written outside the ledger's operations */
+            char sql[256];
+            if (op == 53)
+                snprintf(sql, sizeof sql,
+                         "UPDATE vouchers SET state = 'sent', sent_at = %d WHERE voucher_no = '%s'",
+                         seq++, vno);
+            else
+                snprintf(sql, sizeof sql,
+                         "INSERT INTO voucher_events(event_id, voucher_no, unit_code, event,"
+                         " occurred_at, outcome, reason, body) VALUES ('x%d', '%s', '101001',"
+                         " 'sent', %d, 'noop', '', '{}')",
+                         seq, vno, seq);
+            seq++;
+            exec(st, sql);
+            outside++;
+        } else {
+            check_record(c, lg, vno, step);
+            checks++;
+            found += fw_ledger_voucher_rec(lg, vno, &(fw_voucher_rec){0}) == 1;
+        }
+    }
+    if (w.in_txn)
+        exec(st, "COMMIT");
+    for (int no = 0; no < 150; no++) {
+        char vno[32];
+        snprintf(vno, sizeof vno, "ZR%d", no);
+        check_record(c, lg, vno, -1);
+    }
+    /* The sequence exercised what it is meant to. */
+    assert_true(checks > 3000);
+    assert_true(found > checks / 3);
+    assert_true(outside > 100);
+    assert_true(w.rollbacks > 40);
+    assert_true(fw_vcache_voucher_reads(c) < checks + events);
+    /* Without rollbacks or outside writes, each number is read from SQL
+     * at most once, whatever the ledger does to it. */
+    long reads0 = fw_vcache_voucher_reads(c);
+    for (int step = 0; step < 3000; step++) {
+        unsigned op = (unsigned)(xr() % 100);
+        int no = (int)(xr() % 150);
+        char vno[32];
+        snprintf(vno, sizeof vno, "ZR%d", no);
+        if (op < 10)
+            record_create(lg, seq++, no);
+        else if (op < 40)
+            record_event(lg, seq++, no);
+        else
+            check_record(c, lg, vno, step);
+    }
+    assert_true(fw_vcache_voucher_reads(c) - reads0 <= 150);
+
+    /* A voucher's operations hand its record over: no read after them. */
+    record_create(lg, seq++, 1000);
+    long reads = fw_vcache_voucher_reads(c);
+    for (int i = 0; i < 6; i++) {
+        record_event(lg, seq++, 1000);
+        check_record(c, lg, "ZR1000", -2);
+    }
+    assert_int_equal(fw_vcache_voucher_reads(c), reads);
+
+    /* A number of REC_NO_MAX bytes or more goes to SQL each time. */
+    char longno[80];
+    memset(longno, 'Z', 70);
+    longno[70] = '\0';
+    fw_voucher_rec r;
+    assert_int_equal(fw_vcache_voucher(c, longno, &r), 0);
+    assert_int_equal(fw_vcache_voucher_reads(c), reads);
+    fw_vcache_free(c);
+    fw_ledger_free(lg);
+    fw_store_close(st);
+}
+
 /* A commit by another connection (a file database) is seen. */
 static void indicators_follow_another_connection(void **state)
 {
@@ -474,6 +667,19 @@ static void indicators_follow_another_connection(void **state)
     sqlite3_close(other);
     assert_int_equal(fw_vcache_indicator(c, "ZB2024-101001-0009", &ind), 1);
     assert_int_equal(ind.allocated, 20000);
+    /* and so is a voucher's record */
+    record_create(lg, 1, 7);
+    fw_voucher_rec r;
+    assert_int_equal(fw_vcache_voucher(c, "ZR7", &r), 1);
+    assert_string_equal(r.state, "created");
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other,
+                                  "UPDATE vouchers SET state = 'signed' WHERE voucher_no = 'ZR7'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(fw_vcache_voucher(c, "ZR7", &r), 1);
+    assert_string_equal(r.state, "signed");
     fw_vcache_free(c);
     fw_ledger_free(lg);
     fw_store_close(st);
@@ -487,6 +693,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cache_matches_sql_through_rollbacks),
         cmocka_unit_test(indicators_match_sql_through_rollbacks),
+        cmocka_unit_test(records_match_sql_through_rollbacks),
         cmocka_unit_test(indicators_follow_another_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -976,6 +976,7 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     }
     if (rec) { /* the row just written; the reservation below, if any */
         memset(rec, 0, sizeof *rec);
+        rec->rowid = sqlite3_last_insert_rowid(fw_store_db(l->st));
         memcpy(rec->state, "created", sizeof "created");
         rec->truncated = snprintf(rec->indicator_id, sizeof rec->indicator_id, "%s", ind_id) >=
                          (int)sizeof rec->indicator_id;
@@ -1046,26 +1047,39 @@ static int flow_allows(const char *state, const char *event)
     return 0;
 }
 
-static int set_voucher_state(fw_ledger *l, const char *no, const char *event, int64_t at)
+/* rowid > 0: the row is found by it (the voucher cache's record holds it),
+ * without a descent of the voucher_no index. */
+static int set_voucher_state(fw_ledger *l, const char *no, int64_t rowid, const char *event,
+                             int64_t at)
 {
     /* The time column is chosen from a fixed list, never from input. */
     static const struct {
         const char *event;
-        const char *sql;
+        const char *sql, *sql_rowid;
     } sqls[] = {
-        {"signed", "UPDATE vouchers SET state = 'signed', signed_at = ?2 WHERE voucher_no = ?1"},
-        {"sent", "UPDATE vouchers SET state = 'sent', sent_at = ?2 WHERE voucher_no = ?1"},
-        {"paid", "UPDATE vouchers SET state = 'paid', paid_at = ?2 WHERE voucher_no = ?1"},
-        {"cancelled", "UPDATE vouchers SET state = 'cancelled', spend = 0, cancelled_at = ?2"
-                      " WHERE voucher_no = ?1"},
-        {"returned", "UPDATE vouchers SET state = 'returned', spend = 0, returned_at = ?2"
-                     " WHERE voucher_no = ?1"},
+        {"signed", "UPDATE vouchers SET state = 'signed', signed_at = ?2 WHERE voucher_no = ?1",
+         "UPDATE vouchers SET state = 'signed', signed_at = ?2 WHERE n = ?1"},
+        {"sent", "UPDATE vouchers SET state = 'sent', sent_at = ?2 WHERE voucher_no = ?1",
+         "UPDATE vouchers SET state = 'sent', sent_at = ?2 WHERE n = ?1"},
+        {"paid", "UPDATE vouchers SET state = 'paid', paid_at = ?2 WHERE voucher_no = ?1",
+         "UPDATE vouchers SET state = 'paid', paid_at = ?2 WHERE n = ?1"},
+        {"cancelled",
+         "UPDATE vouchers SET state = 'cancelled', spend = 0, cancelled_at = ?2"
+         " WHERE voucher_no = ?1",
+         "UPDATE vouchers SET state = 'cancelled', spend = 0, cancelled_at = ?2 WHERE n = ?1"},
+        {"returned",
+         "UPDATE vouchers SET state = 'returned', spend = 0, returned_at = ?2"
+         " WHERE voucher_no = ?1",
+         "UPDATE vouchers SET state = 'returned', spend = 0, returned_at = ?2 WHERE n = ?1"},
     };
     for (size_t i = 0; i < sizeof sqls / sizeof sqls[0]; i++) {
         if (strcmp(sqls[i].event, event) != 0)
             continue;
-        sqlite3_stmt *s = fw_store_stmt(l->st, sqls[i].sql);
-        bind_str(s, 1, no);
+        sqlite3_stmt *s = fw_store_stmt(l->st, rowid > 0 ? sqls[i].sql_rowid : sqls[i].sql);
+        if (rowid > 0)
+            sqlite3_bind_int64(s, 1, rowid);
+        else
+            bind_str(s, 1, no);
         sqlite3_bind_int64(s, 2, at);
         return fw_ledger_step_done(l, s, "voucher_state");
     }
@@ -1141,7 +1155,7 @@ static int apply_voucher_later(fw_ledger *l, const fw_event *ev, const char *no,
         set_result(res, FW_LEDGER_FLOW_ERROR, "%s not allowed after %s", event, vs.state);
         return record_voucher_event(l, ev, no, event, res, 1);
     }
-    if (set_voucher_state(l, no, event, ev->occurred_at) < 0)
+    if (set_voucher_state(l, no, rec ? rec->rowid : 0, event, ev->occurred_at) < 0)
         return -1;
     if (rec) {
         if (sqlite3_changes(fw_store_db(l->st)) != 1) {

@@ -129,6 +129,7 @@ typedef struct fw_voucher_rec {
     int64_t amount;
     int64_t at[6];      /* created_at .. cancelled_at, unix s */
     int64_t last_event; /* voucher_events.n of its last event, 0 if none */
+    int64_t rowid;      /* vouchers.n */
 } fw_voucher_rec;
 /* By SQL: 1 found (*out filled), 0 unknown, -1 store error. */
 int fw_ledger_voucher_rec(fw_ledger *l, const char *voucher_no, fw_voucher_rec *out);

@@ -137,7 +137,7 @@ int fw_ledger_voucher_rec(fw_ledger *l, const char *voucher_no, fw_voucher_rec *
     sqlite3_stmt *s = fw_store_stmt(
         l->st, "SELECT v.state, v.indicator_id, v.amount, v.created_at, v.signed_at, v.sent_at,"
                " v.paid_at, v.returned_at, v.cancelled_at, r.state,"
-               " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no)"
+               " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no), v.n"
                " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
                " WHERE v.voucher_no = ?1");
     fw_bind_text(s, 1, voucher_no ? voucher_no : "");
@@ -157,6 +157,7 @@ int fw_ledger_voucher_rec(fw_ledger *l, const char *voucher_no, fw_voucher_rec *
             out->truncated |= rec_text(out->reservation, sizeof out->reservation, s, 9);
         }
         out->last_event = sqlite3_column_int64(s, 10); /* NULL (no event): 0 */
+        out->rowid = sqlite3_column_int64(s, 11);
     }
     fw_store_done(s);
     if (rc == SQLITE_ROW)

@@ -502,7 +502,8 @@ static void check_record(fw_vcache *c, fw_ledger *lg, const char *no, int step)
         strcmp(want.reservation, got.reservation) != 0 ||
         want.has_reservation != got.has_reservation || want.truncated != got.truncated ||
         want.has_at != got.has_at || want.amount != got.amount ||
-        want.last_event != got.last_event || memcmp(want.at, got.at, sizeof want.at) != 0)
+        want.last_event != got.last_event || want.rowid != got.rowid ||
+        memcmp(want.at, got.at, sizeof want.at) != 0)
         fail_msg("step %d: %s: sql %s/%s/%lld/res %s/at %x/last %lld, cache %s/%s/%lld/res %s/at "
                  "%x/last %lld",
                  step, no, want.state, want.indicator_id, (long long)want.amount, want.reservation,

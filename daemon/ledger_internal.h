@@ -14,7 +14,8 @@
 
 struct fw_ledger {
     fw_store *st;
-    char *text; /* body_text()'s buffer, reused from event to event */
+    char *text;       /* body_text()'s buffer, reused from event to event */
+    int bodies_apart; /* voucher bodies in voucher_bodies (migration ledger_bodies) */
     size_t text_len, text_cap;
 };
 

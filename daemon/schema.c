@@ -53,5 +53,6 @@ const fw_migration fw_migrations[] = {
     {"ledger_lean", fw_ledger_lean_schema},
     {"core_lean", fw_core_lean_schema},
     {"ledger_write_lean", fw_ledger_write_lean_schema},
+    {"ledger_bodies", fw_ledger_bodies_schema},
 };
 const int fw_nmigrations = (int)(sizeof fw_migrations / sizeof fw_migrations[0]);

@@ -15,6 +15,7 @@ extern const char fw_sms_schema[];    /* sms/ */
 extern const char fw_ledger_lean_schema[];       /* daemon/ledger_schema.c: unused indexes */
 extern const char fw_core_lean_schema[];         /* daemon/schema.c: unused events index */
 extern const char fw_ledger_write_lean_schema[]; /* daemon/ledger_schema.c: indexes per voucher */
+extern const char fw_ledger_bodies_schema[];     /* daemon/ledger_schema.c: bodies apart */
 
 extern const fw_migration fw_migrations[];
 extern const int fw_nmigrations;

@@ -26,15 +26,16 @@
 static inline fw_store *lt_open(const char *path)
 {
     char err[256];
-    /* With ledger_write_lean, as in the daemon (its invariant checks and
+    /* With ledger_write_lean and ledger_bodies, as in the daemon (its invariant checks and
      * the trace must work without the indexes it drops).  ledger_lean is
      * left out: test_ledger_history checks that every form of history query
      * has an index, also those no shipped rule asks (the daemon's lean set
      * is checked by test_ledger_lean_indexes). */
     const fw_migration m[] = {{"ledger", fw_ledger_schema},
-                              {"ledger_write_lean", fw_ledger_write_lean_schema}};
+                              {"ledger_write_lean", fw_ledger_write_lean_schema},
+                              {"ledger_bodies", fw_ledger_bodies_schema}};
     fw_store *st =
-        fw_store_open(path ? path : ":memory:", m, 2, 0, FW_SYNC_NORMAL, err, sizeof err);
+        fw_store_open(path ? path : ":memory:", m, 3, 0, FW_SYNC_NORMAL, err, sizeof err);
     if (!st)
         fail_msg("store open: %s", err);
     return st;

@@ -194,9 +194,9 @@ int main(int argc, char **argv)
     char *dir = fw_t_tmpdir("bench_ledger");
     char path[1024], err[256];
     snprintf(path, sizeof path, "%s/ledger.db", dir);
-    fw_migration m = {"ledger", fw_ledger_schema};
     bench b = {.batch = batch};
-    b.st = fw_store_open(path, &m, 1, 0, FW_SYNC_FULL, err, sizeof err);
+    b.st = fw_store_open(path, fw_ledger_migrations, fw_ledger_nmigrations, 0, FW_SYNC_FULL, err,
+                         sizeof err);
     if (!b.st)
         die(err);
     b.l = fw_ledger_new(b.st);

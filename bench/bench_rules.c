@@ -285,8 +285,8 @@ int main(int argc, char **argv)
         snprintf(dbpath, sizeof dbpath, "%s/ledger.db", tmp);
     else
         snprintf(dbpath, sizeof dbpath, ":memory:");
-    fw_migration m = {"ledger", fw_ledger_schema};
-    fw_store *st = fw_store_open(dbpath, &m, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
+    fw_store *st = fw_store_open(dbpath, fw_ledger_migrations, fw_ledger_nmigrations, 0,
+                                 FW_SYNC_NORMAL, err, sizeof err);
     if (!st) {
         fprintf(stderr, "store: %s\n", err);
         return 1;

@@ -82,13 +82,6 @@ fw_ledger *fw_ledger_new(fw_store *st)
     if (!l)
         return NULL;
     l->st = st;
-    /* Which schema the store has: the daemon's (every migration) or the
-     * ledger's alone (ledger_schema.c, "ledger_bodies"). */
-    sqlite3_stmt *s = fw_store_stmt(st, "SELECT count(*) FROM sqlite_schema"
-                                        " WHERE type = 'table' AND name = 'voucher_bodies'");
-    l->bodies_apart = s && sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) > 0;
-    if (s)
-        fw_store_done(s);
     return l;
 }
 
@@ -944,18 +937,11 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     int64_t year = 0;
     int has_year = fw_ledger_jint(b, "year", &year);
     sqlite3_stmt *s = fw_store_stmt(
-        l->st,
-        l->bodies_apart
-            ? "INSERT INTO vouchers(voucher_no, unit_code, indicator_id, year, func_class,"
-              " econ_class, pay_method, settle_method, payee_type, payee_name, payee_account,"
-              " amount, state, spend, created_event, created_at)"
-              " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,'created',1,?13,?14)"
-              " ON CONFLICT(voucher_no) DO NOTHING"
-            : "INSERT INTO vouchers(voucher_no, unit_code, indicator_id, year, func_class,"
-              " econ_class, pay_method, settle_method, payee_type, payee_name, payee_account,"
-              " amount, state, spend, created_event, created_at, body)"
-              " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,'created',1,?13,?14,?15)"
-              " ON CONFLICT(voucher_no) DO NOTHING");
+        l->st, "INSERT INTO vouchers(voucher_no, unit_code, indicator_id, year, func_class,"
+               " econ_class, pay_method, settle_method, payee_type, payee_name, payee_account,"
+               " amount, state, spend, created_event, created_at)"
+               " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,'created',1,?13,?14)"
+               " ON CONFLICT(voucher_no) DO NOTHING");
     bind_str(s, 1, no);
     bind_str(s, 2, ev->unit_code ? ev->unit_code : fw_ledger_jstr(b, "unit_code"));
     bind_str(s, 3, ind_id);
@@ -971,12 +957,10 @@ static int apply_created(fw_ledger *l, const fw_event *ev, const char *no, fw_le
     sqlite3_bind_int64(s, 12, amount);
     bind_str(s, 13, ev->id ? ev->id : "");
     sqlite3_bind_int64(s, 14, ev->occurred_at);
-    if (!l->bodies_apart)
-        bind_str(s, 15, text);
     int rc = fw_ledger_step_done(l, s, "insert_voucher");
     int inserted = rc == 0 && sqlite3_changes(fw_store_db(l->st)) > 0;
     int64_t rowid = sqlite3_last_insert_rowid(fw_store_db(l->st));
-    if (inserted && l->bodies_apart) {
+    if (inserted) {
         s = fw_store_stmt(l->st, "INSERT INTO voucher_bodies(n, body) VALUES (?1, ?2)");
         sqlite3_bind_int64(s, 1, rowid);
         bind_str(s, 2, text);

@@ -35,6 +35,13 @@
 typedef struct fw_ledger fw_ledger;
 
 extern const char fw_ledger_schema[];
+/* The ledger's migrations in order (fw_ledger_schema first): what the
+ * daemon's store applies of them, interleaved there with the other
+ * modules' (daemon/schema.c).  A store that holds the ledger alone (the
+ * rule-test runner, unit tests, benchmarks) opens with this list, so the
+ * ledger has one schema to write and read. */
+extern const fw_migration fw_ledger_migrations[];
+extern const int fw_ledger_nmigrations;
 
 /* Indicator flags (bitmask). */
 enum {

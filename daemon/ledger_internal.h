@@ -14,8 +14,7 @@
 
 struct fw_ledger {
     fw_store *st;
-    char *text;       /* body_text()'s buffer, reused from event to event */
-    int bodies_apart; /* voucher bodies in voucher_bodies (migration ledger_bodies) */
+    char *text; /* body_text()'s buffer, reused from event to event */
     size_t text_len, text_cap;
 };
 

@@ -72,8 +72,7 @@ static void set_time(json_t *o, const char *key, sqlite3_stmt *s, int col)
 }
 
 /* A voucher's row: the stored body (0), the columns put_row_columns reads
- * (1-8), the number of its last event (9), the amount column (10); the
- * body apart (ledger_schema.c, "ledger_bodies") or in the row. */
+ * (1-8), the number of its last event (9), the amount column (10). */
 static const char k_voucher_row_sql[] =
     "SELECT b.body, v.state, v.created_at, v.signed_at, v.sent_at, v.paid_at,"
     " v.returned_at, v.cancelled_at, r.state,"
@@ -81,18 +80,6 @@ static const char k_voucher_row_sql[] =
     " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
     " LEFT JOIN voucher_bodies b ON b.n = v.n"
     " WHERE v.voucher_no = ?1";
-static const char k_voucher_row_body_in_row_sql[] =
-    "SELECT v.body, v.state, v.created_at, v.signed_at, v.sent_at, v.paid_at,"
-    " v.returned_at, v.cancelled_at, r.state,"
-    " (SELECT max(n) FROM voucher_events e WHERE e.voucher_no = v.voucher_no), v.amount"
-    " FROM vouchers v LEFT JOIN reservations r USING (voucher_no)"
-    " WHERE v.voucher_no = ?1";
-
-static sqlite3_stmt *voucher_row_stmt(fw_ledger *l)
-{
-    return fw_store_stmt(l->st,
-                         l->bodies_apart ? k_voucher_row_sql : k_voucher_row_body_in_row_sql);
-}
 
 /* state, the *_at times and the reservation's state, from that row. */
 static void put_row_columns(json_t *v, sqlite3_stmt *s)
@@ -111,7 +98,7 @@ static void put_row_columns(json_t *v, sqlite3_stmt *s)
 
 json_t *fw_ledger_voucher_row_json(fw_ledger *l, const char *voucher_no, int64_t *last_event)
 {
-    sqlite3_stmt *s = voucher_row_stmt(l);
+    sqlite3_stmt *s = fw_store_stmt(l->st, k_voucher_row_sql);
     fw_bind_text(s, 1, voucher_no ? voucher_no : "");
     json_t *v = NULL;
     int rc = sqlite3_step(s);
@@ -192,7 +179,7 @@ json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int
         return NULL;
     if (rec.truncated) {
         /* the columns' whole text (never in practice) */
-        sqlite3_stmt *s = voucher_row_stmt(l);
+        sqlite3_stmt *s = fw_store_stmt(l->st, k_voucher_row_sql);
         fw_bind_text(s, 1, voucher_no ? voucher_no : "");
         json_t *v = NULL;
         if (sqlite3_step(s) == SQLITE_ROW) {
@@ -222,10 +209,9 @@ json_t *fw_ledger_voucher_columns_json(fw_ledger *l, const char *voucher_no, int
 
 int fw_ledger_voucher_add_stored_body(fw_ledger *l, json_t *v, const char *voucher_no)
 {
-    sqlite3_stmt *s = fw_store_stmt(
-        l->st, l->bodies_apart ? "SELECT b.body FROM vouchers v JOIN voucher_bodies b ON b.n = v.n"
-                                 " WHERE v.voucher_no = ?1"
-                               : "SELECT body FROM vouchers WHERE voucher_no = ?1");
+    sqlite3_stmt *s =
+        fw_store_stmt(l->st, "SELECT b.body FROM vouchers v JOIN voucher_bodies b ON b.n = v.n"
+                             " WHERE v.voucher_no = ?1");
     fw_bind_text(s, 1, voucher_no ? voucher_no : "");
     json_t *b = NULL;
     if (sqlite3_step(s) == SQLITE_ROW) {

@@ -291,3 +291,12 @@ const char fw_ledger_bodies_schema[] =
     ") STRICT;"
     "INSERT INTO voucher_bodies(n, body) SELECT n, body FROM vouchers;"
     "ALTER TABLE vouchers DROP COLUMN body;";
+
+const fw_migration fw_ledger_migrations[] = {
+    {"ledger", fw_ledger_schema},
+    {"ledger_lean", fw_ledger_lean_schema},
+    {"ledger_write_lean", fw_ledger_write_lean_schema},
+    {"ledger_bodies", fw_ledger_bodies_schema},
+};
+const int fw_ledger_nmigrations =
+    (int)(sizeof fw_ledger_migrations / sizeof fw_ledger_migrations[0]);

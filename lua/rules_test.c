@@ -316,8 +316,8 @@ int fw_rules_test_file_etc(const char *rule_path, fw_etc *etc, FILE *out, int *p
         json_decref(a.root);
         return -1;
     }
-    static const fw_migration migs[] = {{"ledger", fw_ledger_schema}};
-    fw_store *st = fw_store_open(":memory:", migs, 1, 0, FW_SYNC_NORMAL, err, errlen);
+    fw_store *st = fw_store_open(":memory:", fw_ledger_migrations, fw_ledger_nmigrations, 0,
+                                 FW_SYNC_NORMAL, err, errlen);
     if (!st) {
         json_decref(a.root);
         return -1;

@@ -59,11 +59,8 @@ static void test_rule_windows_stay_indexed(void **state)
 {
     (void)state;
     char err[256];
-    const fw_migration migs[] = {{"ledger", fw_ledger_schema},
-                                 {"ledger_lean", fw_ledger_lean_schema},
-                                 {"ledger_write_lean", fw_ledger_write_lean_schema},
-                                 {"ledger_bodies", fw_ledger_bodies_schema}};
-    fw_store *st = fw_store_open(":memory:", migs, 4, 0, FW_SYNC_NORMAL, err, sizeof err);
+    fw_store *st = fw_store_open(":memory:", fw_ledger_migrations, fw_ledger_nmigrations, 0,
+                                 FW_SYNC_NORMAL, err, sizeof err);
     assert_non_null(st);
     /* The migration really dropped something. */
     sqlite3_stmt *s;
@@ -134,11 +131,8 @@ static void test_trace_stays_indexed(void **state)
 {
     (void)state;
     char err[256];
-    const fw_migration migs[] = {{"ledger", fw_ledger_schema},
-                                 {"ledger_lean", fw_ledger_lean_schema},
-                                 {"ledger_write_lean", fw_ledger_write_lean_schema},
-                                 {"ledger_bodies", fw_ledger_bodies_schema}};
-    fw_store *st = fw_store_open(":memory:", migs, 4, 0, FW_SYNC_NORMAL, err, sizeof err);
+    fw_store *st = fw_store_open(":memory:", fw_ledger_migrations, fw_ledger_nmigrations, 0,
+                                 FW_SYNC_NORMAL, err, sizeof err);
     assert_non_null(st);
     fw_ledger *l = fw_ledger_new(st);
     assert_int_equal(lt_allocate(l, "a1", "101001", "A", 10000000, NULL, LT_T0, NULL),

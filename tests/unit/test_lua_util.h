@@ -29,8 +29,8 @@ typedef struct tl_env {
 static inline void tl_open(tl_env *e)
 {
     char err[256];
-    fw_migration m = {"ledger", fw_ledger_schema};
-    e->st = fw_store_open(":memory:", &m, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
+    e->st = fw_store_open(":memory:", fw_ledger_migrations, fw_ledger_nmigrations, 0,
+                          FW_SYNC_NORMAL, err, sizeof err);
     if (!e->st)
         fail_msg("store: %s", err);
     e->lg = fw_ledger_new(e->st);

@@ -125,9 +125,9 @@ static void init_metrics(fw_app *a)
     a->m_commit = fw_metric_histogram("fundwatch_commit_seconds", "Batch commit latency", NULL,
                                       k_lat_bounds, 11);
     a->m_held = fw_metric_counter("fundwatch_intake_held_seconds_total",
-                                  "Time the intake held batches back: waiting for an fsync before "
-                                  "a checkpoint or an alert flush, or for the database fsync after "
-                                  "a checkpoint",
+                                  "Time the intake held batches back: alert notices waiting for "
+                                  "every commit to be durable, or a WAL past 64 MiB waiting for a "
+                                  "checkpoint of all of it",
                                   NULL);
     a->m_hold = fw_metric_histogram(
         "fundwatch_loop_hold_seconds",
@@ -549,9 +549,10 @@ static void hold_intake(fw_app *a, int hold)
         a->intake_held = hold;
         if (hold) {
             a->held_since = now_seconds();
-            /* A hold ends when the fsyncs it waits for are done; a reader
-             * of another process can keep a checkpoint from finishing, so a
-             * hold for a big WAL gives up after a while. */
+            /* A hold ends when the fsync or the checkpoint it waits for is
+             * done; a reader (of another process, too) can keep a
+             * checkpoint from copying all, so a hold gives up after a
+             * while. */
             static const struct timeval limit = {0, 500000};
             if (a->ev_hold_timeout)
                 event_add(a->ev_hold_timeout, &limit);
@@ -564,16 +565,36 @@ static void hold_intake(fw_app *a, int hold)
     }
 }
 
+/* Alert notices wait at most this long for a moment when every commit is
+ * durable; under a steady backlog there is none, so the intake is held for
+ * one fdatasync. */
+static const double k_flush_max_wait = 0.1;
+
+/* Hold batches for a big WAL (see fw_store_wal_too_big)? */
+static int wal_hold_wanted(fw_app *a)
+{
+    return fw_store_wal_too_big(a->store) && now_seconds() >= a->wal_hold_backoff;
+}
+
+/* Hold batches: for a big WAL, or for alert notices overdue while batches
+ * are still in flight (until one moment when every commit is durable). */
+static int hold_wanted(fw_app *a, double now)
+{
+    if (wal_hold_wanted(a))
+        return 1;
+    return a->flush_due && fw_store_durable(a->store) < fw_store_committed(a->store) &&
+           now - a->flush_since > k_flush_max_wait;
+}
+
 /* Everything that waits for a batch to be durable, in commit order: acks
  * (JetStream may forget an acked message), then DLQ copies.  When every
  * commit is durable (nothing in flight): publish the alert notices and kick
  * the SMS sender - they read their outbox tables, which may hold rows of
  * later batches, so they wait for a moment when all of them are durable
  * (a notice of an alert that a power loss then erases would be sent again,
- * with another id, when the message is redelivered; an SMS twice).  And a
- * checkpoint step (the store copies only durable frames). */
-static int wal_hold_wanted(fw_app *a);
-
+ * with another id, when the message is redelivered; an SMS twice).  Then
+ * whether the intake is still held.  (Checkpoints are the store's
+ * checkpointer thread's.) */
 static void release_durable(fw_app *a)
 {
     fw_store *st = a->store;
@@ -597,19 +618,12 @@ static void release_durable(fw_app *a)
     publish_dlq(a, durable);
     if (fw_store_in_txn(st))
         return;
-    if (fw_store_checkpoint_step(st) < 0) {
-        a->exit_code = 1;
-        event_base_loopbreak(a->base);
-        return;
-    }
-    if (durable != fw_store_committed(st))
-        return;
-    if (a->flush_due) {
+    if (durable == fw_store_committed(st) && a->flush_due) {
         a->flush_due = 0;
         fw_alerts_flush(a->alerts);
         fw_sms_kick(a->sms);
     }
-    hold_intake(a, wal_hold_wanted(a));
+    hold_intake(a, hold_wanted(a, now_seconds()));
 }
 
 static void on_hold_timeout(evutil_socket_t fd, short what, void *arg)
@@ -620,12 +634,6 @@ static void on_hold_timeout(evutil_socket_t fd, short what, void *arg)
             (unsigned long long)(fw_store_committed(a->store) - fw_store_durable(a->store)));
     a->wal_hold_backoff = now_seconds() + 5;
     hold_intake(a, 0);
-}
-
-/* Hold batches for a big WAL (see fw_store_wal_too_big)? */
-static int wal_hold_wanted(fw_app *a)
-{
-    return fw_store_wal_too_big(a->store) && now_seconds() >= a->wal_hold_backoff;
 }
 
 /* The sync thread finished an fdatasync (deferred mode). */
@@ -771,11 +779,6 @@ static int watch_module_counters(fw_app *a, char *err, int errlen)
     return 0;
 }
 
-/* Alert notices wait at most this long for a moment when every commit is
- * durable; under a steady backlog there is none, so the intake is held for
- * one fdatasync. */
-static const double k_flush_max_wait = 0.1;
-
 static void on_messages(void *ud, fw_intake_msg **msgs, int n)
 {
     fw_app *a = ud;
@@ -855,10 +858,9 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
         a->flush_due = 1;
         a->flush_since = t1;
     }
-    release_durable(a); /* full / normal: durable now, acked at once */
-    if (fw_store_durable(a->store) < fw_store_committed(a->store) &&
-        (wal_hold_wanted(a) || (a->flush_due && t1 - a->flush_since > k_flush_max_wait)))
-        hold_intake(a, 1); /* until release_durable finds nothing in flight */
+    /* full / normal: durable now, acked at once.  A hold it starts ends in
+     * a later release_durable (after an fdatasync or a checkpoint). */
+    release_durable(a);
     double t = now_seconds();
     fw_metric_observe(a->m_hold, t - mark > hold ? t - mark : hold);
     return;

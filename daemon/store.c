@@ -22,19 +22,22 @@ typedef struct stmt_slot {
     sqlite3_stmt *stmt;
 } stmt_slot;
 
-/* The WAL is checkpointed by fw_store_checkpoint_step once this many
- * frames were appended since the last checkpoint (1 MiB of 4 KiB pages):
- * small steps, each a short stretch of the loop.  SQLite's own threshold of
- * 64 MiB inside COMMIT held the loop for tens of milliseconds; steps of
- * 4 MiB took 5.7 ms mean (p99 <= 25 ms) in bench_e2e, steps of 1 MiB 2.4 ms
- * (p99 <= 10 ms) for the same throughput (a batch adds ~200 frames). */
-static const int k_ckpt_frames = 256;
+/* The loop asks the checkpointer thread for a checkpoint once this many
+ * frames were appended since its last request (4 MiB of 4 KiB pages): what
+ * is left to copy when the intake is held for a big WAL stays small, and a
+ * page rewritten by several batches is copied once per step (in bench_e2e,
+ * steps of 1 MiB took 20% more of the checkpointer's CPU and twice the
+ * fdatasyncs). */
+static const int k_ckpt_frames = 1024;
 /* The WAL restarts (is written from its start again) only when a checkpoint
  * copied all of it and no reader needs it; while batches keep coming, each
- * checkpoint copies up to the pinned commit and the WAL grows.  Past this
- * size (64 MiB) the intake is held for one quiet moment (see
+ * checkpoint copies what was committed when it started, and the WAL grows.
+ * Past this size (64 MiB) the intake is held for one quiet moment (see
  * fw_store_wal_too_big). */
 static const int k_wal_max_frames = 16384;
+/* While the WAL is too big and a reader keeps a checkpoint from copying
+ * all of it, the checkpointer tries again this often. */
+static const long k_ckpt_retry_ns = 5 * 1000 * 1000;
 
 struct fw_store {
     sqlite3 *db;
@@ -45,33 +48,36 @@ struct fw_store {
 
     /* Deferred durability (see store.h).  Loop-only fields first. */
     fw_sync_mode sync;
-    int deferred;     /* the sync thread runs */
-    int deferring;    /* inside fw_store_commit_deferred's COMMIT */
-    int hook_error;   /* an inline fdatasync failed in the WAL hook */
-    uint64_t commits; /* commits made (WAL hook) */
-    uint64_t durable; /* highest commit known durable */
-    int wal_frames;   /* frames in the WAL after the last commit */
-    int ckpt_frames;  /* frames the last checkpoint had backfilled */
-    /* The pin: a second, read-only connection (on the loop too) whose read
-     * transaction, opened at a commit, (1) keeps a checkpoint from copying
-     * frames past that commit and (2) keeps any writer from restarting the
-     * WAL until the database file's fdatasync is done.  pin_state: 0 idle,
-     * 1 pinned at commit pin_commit (waiting for it to be durable), 2
-     * checkpointed (waiting for the database fdatasync). */
-    sqlite3 *pin;
-    int pin_state;
-    uint64_t pin_commit;
-    int restart_ready; /* the last checkpoint copied all and the db is synced */
-    int wal_fd, db_fd; /* opened by the store for fdatasync only */
+    int deferred;         /* the sync and checkpointer threads run */
+    int deferring;        /* inside fw_store_commit_deferred's COMMIT */
+    int hook_error;       /* an inline fdatasync failed in the WAL hook */
+    uint64_t commits;     /* commits made (WAL hook) */
+    uint64_t durable;     /* highest commit known durable */
+    int wal_frames;       /* frames in the WAL after the last commit */
+    int unasked;          /* frames appended since the last checkpoint request */
+    uint64_t asked;       /* the last checkpoint request (want_ckpt) */
+    uint64_t asked_at;    /* ... made after this commit */
+    int restart_ready;    /* a checkpoint after the last commit copied all */
+    uint64_t checkpoints; /* checkpoints that copied frames, as last polled */
+    int wal_fd, db_fd;    /* opened by the store for fdatasync only */
     int pipe_rd, pipe_wr;
 
-    /* Shared with the sync thread: guarded by lock. */
-    pthread_t thr;
+    /* The checkpointer thread's own connection (see store.h): opened
+     * before the thread starts, used by it alone, closed after it ends. */
+    sqlite3 *ckpt_db;
+
+    /* Shared with the sync and checkpointer threads: guarded by lock. */
+    pthread_t thr, ckpt_thr;
+    int ckpt_running;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
-    uint64_t want_wal, done_wal; /* commit counts */
-    uint64_t want_db, done_db;   /* database sync requests */
-    int sync_failed, stop;
+    pthread_cond_t cond;           /* the sync thread waits on it */
+    pthread_cond_t ckpt_cond;      /* the checkpointer waits on it */
+    uint64_t want_wal, done_wal;   /* commit counts */
+    uint64_t want_ckpt, done_ckpt; /* checkpoint requests */
+    int want_full;                 /* the WAL is too big: copy all of it */
+    int ckpt_log, ckpt_copied;     /* the last checkpoint's WAL and backfill */
+    uint64_t ckpt_count;           /* checkpoints that copied frames */
+    int sync_failed, ckpt_failed, stop;
 
     fw_metric *m_sync, *m_ckpt;
 };
@@ -478,33 +484,35 @@ static const char *walbuf_vfs_name(void)
 
 /* ---- deferred durability ---- */
 
-/* The sync thread: fdatasync the WAL up to the commit count asked for, and
- * the database file after a checkpoint; then tell the loop through the pipe.
- * It never calls SQLite.  fsync on Linux writes back the inode's dirty pages
- * whichever descriptor they were written through. */
+static void notify_loop(fw_store *st)
+{
+    char one = 1;
+    if (write(st->pipe_wr, &one, 1) < 0 && errno != EAGAIN) {
+        /* the loop reads it; a full pipe already wakes it */
+    }
+}
+
+/* The sync thread: fdatasync the WAL up to the commit count asked for,
+ * then tell the loop through the pipe.  It never calls SQLite.  fsync on
+ * Linux writes back the inode's dirty pages whichever descriptor they were
+ * written through. */
 static void *sync_main(void *arg)
 {
     fw_store *st = arg;
+    pthread_setname_np(pthread_self(), "fw-walsync");
     pthread_mutex_lock(&st->lock);
     for (;;) {
-        while (!st->stop && st->want_wal <= st->done_wal && st->want_db <= st->done_db)
+        while (!st->stop && st->want_wal <= st->done_wal)
             pthread_cond_wait(&st->cond, &st->lock);
-        if (st->want_wal <= st->done_wal && st->want_db <= st->done_db)
+        if (st->want_wal <= st->done_wal)
             break; /* stop, and nothing left */
-        uint64_t wal = st->want_wal, db = st->want_db;
-        int do_wal = wal > st->done_wal, do_db = db > st->done_db;
+        uint64_t wal = st->want_wal;
         pthread_mutex_unlock(&st->lock);
         double t0 = mono_seconds();
-        int rc = 0;
-        if (do_wal && fdatasync(st->wal_fd) != 0)
-            rc = errno;
-        if (!rc && do_db && fdatasync(st->db_fd) != 0)
-            rc = errno;
-        if (do_wal)
-            fw_metric_observe(st->m_sync, mono_seconds() - t0);
+        int rc = fdatasync(st->wal_fd) != 0 ? errno : 0;
+        fw_metric_observe(st->m_sync, mono_seconds() - t0);
         if (rc)
-            FW_ERROR("store.fsync_failed", "file=%s error=\"%s\"", do_db ? "db" : "wal",
-                     strerror(rc));
+            FW_ERROR("store.fsync_failed", "file=wal error=\"%s\"", strerror(rc));
         pthread_mutex_lock(&st->lock);
         if (rc) {
             /* After a failed fsync the kernel may have dropped the dirty
@@ -512,14 +520,9 @@ static void *sync_main(void *arg)
             st->sync_failed = 1;
         } else {
             st->done_wal = wal;
-            st->done_db = db;
         }
-        pthread_cond_broadcast(&st->cond);
         pthread_mutex_unlock(&st->lock);
-        char one = 1;
-        if (write(st->pipe_wr, &one, 1) < 0 && errno != EAGAIN) {
-            /* the loop reads it; a full pipe already wakes it */
-        }
+        notify_loop(st);
         pthread_mutex_lock(&st->lock);
         if (st->sync_failed)
             break;
@@ -528,22 +531,114 @@ static void *sync_main(void *arg)
     return NULL;
 }
 
+/* The checkpointer thread: a PASSIVE checkpoint from its own connection
+ * whenever the loop asks (after every ~1 MiB of WAL), then a word to the
+ * loop.  The connection runs with synchronous=FULL, so SQLite itself
+ * fdatasyncs the WAL before copying frames and the database file before
+ * recording that the whole WAL was copied (store.h, points 2 and 3). */
+static void *checkpoint_main(void *arg)
+{
+    fw_store *st = arg;
+    pthread_setname_np(pthread_self(), "fw-checkpoint");
+    int retry = 0, prev_log = 0, prev_copied = 0;
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        if (retry && !st->stop && st->want_ckpt <= st->done_ckpt) {
+            /* The WAL is too big and a reader's snapshot (or another
+             * process's checkpoint) kept this one from copying all of it:
+             * again shortly, or at the next request. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += k_ckpt_retry_ns;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&st->ckpt_cond, &st->lock, &until);
+        } else {
+            while (!st->stop && st->want_ckpt <= st->done_ckpt)
+                pthread_cond_wait(&st->ckpt_cond, &st->lock);
+        }
+        if (st->stop)
+            break;
+        uint64_t req = st->want_ckpt;
+        int full = st->want_full;
+        pthread_mutex_unlock(&st->lock);
+        double t0 = mono_seconds();
+        int log = -1, copied = -1;
+        int rc =
+            sqlite3_wal_checkpoint_v2(st->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+        int failed = rc != SQLITE_OK && rc != SQLITE_BUSY;
+        if (failed)
+            FW_ERROR("store.checkpoint_failed", "error=\"%s\"", sqlite3_errmsg(st->ckpt_db));
+        /* Frames copied this time (or the WAL restarted since the last). */
+        int progressed = rc == SQLITE_OK && copied > 0 && (copied != prev_copied || log < prev_log);
+        if (progressed && copied < log && fdatasync(st->db_fd) != 0) {
+            /* Not needed for safety (SQLite syncs the database file before
+             * it records the whole WAL as copied), but then that sync, in
+             * the checkpoint the intake may be held for, has only this
+             * step's pages left to write, not those of the whole WAL. */
+            FW_ERROR("store.fsync_failed", "file=db error=\"%s\"", strerror(errno));
+            failed = 1;
+        }
+        double secs = mono_seconds() - t0;
+        fw_metric_observe(st->m_ckpt, secs);
+        FW_DEBUG("store.checkpoint", "wal_frames=%d backfilled=%d busy=%d ms=%.3f", log, copied,
+                 rc == SQLITE_BUSY, secs * 1e3);
+        prev_log = rc == SQLITE_OK ? log : prev_log;
+        prev_copied = rc == SQLITE_OK ? copied : prev_copied;
+        pthread_mutex_lock(&st->lock);
+        /* The loop trusts a result only when the checkpoint started after
+         * its last commit (the WAL may have restarted meanwhile). */
+        st->ckpt_count += progressed;
+        st->done_ckpt = req;
+        st->ckpt_log = rc == SQLITE_OK ? log : -1;
+        st->ckpt_copied = rc == SQLITE_OK ? copied : -1;
+        if (failed)
+            st->ckpt_failed = 1;
+        pthread_mutex_unlock(&st->lock);
+        notify_loop(st);
+        pthread_mutex_lock(&st->lock);
+        if (failed)
+            break;
+        retry = full && (rc == SQLITE_BUSY || copied < log);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* Loop: ask the checkpointer for a checkpoint of what is committed now. */
+static void ask_checkpoint(fw_store *st, int full)
+{
+    pthread_mutex_lock(&st->lock);
+    st->asked = ++st->want_ckpt;
+    st->want_full = full;
+    pthread_cond_signal(&st->ckpt_cond);
+    pthread_mutex_unlock(&st->lock);
+    st->asked_at = st->commits;
+    st->unasked = 0;
+}
+
 /* After every commit of the main database (SQLite calls it on the
- * committing thread, the loop, once the commit is in the WAL).  Commits
- * other than fw_store_commit_deferred's are made durable here and now, as
- * synchronous=FULL would have. */
+ * committing thread, the loop, once the commit is in the WAL and visible
+ * to other connections).  Commits other than fw_store_commit_deferred's are
+ * made durable here and now, as synchronous=FULL would have. */
 static int on_wal_commit(void *ud, sqlite3 *db, const char *name, int frames)
 {
     (void)db;
     fw_store *st = ud;
     if (strcmp(name, "main") != 0)
         return SQLITE_OK;
-    if (frames < st->wal_frames) {
-        st->ckpt_frames = 0; /* the WAL restarted */
-        st->restart_ready = 0;
-    }
+    /* Fewer frames than before: this commit restarted the WAL. */
+    st->unasked += frames < st->wal_frames ? frames : frames - st->wal_frames;
     st->wal_frames = frames;
     st->commits++;
+    /* Whether the next commit restarts the WAL is known only from a
+     * checkpoint that starts after this one. */
+    st->restart_ready = 0;
+    int full = frames >= k_wal_max_frames;
+    if (full || st->unasked >= k_ckpt_frames)
+        ask_checkpoint(st, full);
     if (st->deferring)
         return SQLITE_OK;
     if (fdatasync(st->wal_fd) != 0) {
@@ -553,6 +648,30 @@ static int on_wal_commit(void *ud, sqlite3 *db, const char *name, int frames)
     }
     st->durable = st->commits;
     return SQLITE_OK;
+}
+
+/* The checkpointer's connection: the default VFS (it never writes the WAL,
+ * and the writer's WAL buffer is that connection's own), synchronous=FULL
+ * for the checkpoint's own fdatasyncs, and a first read so that it has
+ * the WAL open (a checkpoint on a connection without it does nothing). */
+static int open_checkpointer_db(fw_store *st, char *err, int errlen)
+{
+    if (sqlite3_open_v2(st->path, &st->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, (size_t)errlen, "%s: cannot open the checkpointer's connection: %s", st->path,
+                 st->ckpt_db ? sqlite3_errmsg(st->ckpt_db) : "out of memory");
+        return -1;
+    }
+    sqlite3_busy_timeout(st->ckpt_db, 5000);
+    char e[512];
+    if (exec_sql(st->ckpt_db,
+                 "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;"
+                 "SELECT count(*) FROM sqlite_schema;",
+                 e, sizeof e) != 0) {
+        snprintf(err, (size_t)errlen, "%s: checkpointer: %s", st->path, e);
+        return -1;
+    }
+    return 0;
 }
 
 static int start_deferred(fw_store *st, char *err, int errlen)
@@ -577,33 +696,37 @@ static int start_deferred(fw_store *st, char *err, int errlen)
     fcntl(p[1], F_SETFD, FD_CLOEXEC);
     char e[512];
     /* wal_autocheckpoint=0 first: the pragma installs SQLite's own WAL hook,
-     * which ours then replaces. */
+     * which ours then replaces.  The writer never checkpoints. */
     if (exec_sql(st->db, "PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=OFF;", e, sizeof e) !=
         0) {
         snprintf(err, (size_t)errlen, "%s: %s", st->path, e);
         return -1;
     }
     sqlite3_wal_hook(st->db, on_wal_commit, st);
-    if (sqlite3_open_v2(st->path, &st->pin, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, (size_t)errlen, "%s: cannot open the checkpoint pin: %s", st->path,
-                 st->pin ? sqlite3_errmsg(st->pin) : "out of memory");
+    if (open_checkpointer_db(st, err, errlen) != 0)
         return -1;
-    }
     st->m_sync =
         fw_metric_histogram("fundwatch_wal_sync_seconds", "fdatasync of the WAL on the sync thread",
                             NULL, k_sync_bounds, 11);
-    st->m_ckpt = fw_metric_histogram("fundwatch_checkpoint_seconds",
-                                     "WAL checkpoint steps on the loop", NULL, k_sync_bounds, 11);
+    st->m_ckpt =
+        fw_metric_histogram("fundwatch_checkpoint_seconds",
+                            "WAL checkpoints on the checkpointer thread", NULL, k_sync_bounds, 11);
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->cond, NULL);
+    pthread_cond_init(&st->ckpt_cond, NULL);
     if (pthread_create(&st->thr, NULL, sync_main, st) != 0) {
         pthread_mutex_destroy(&st->lock);
         pthread_cond_destroy(&st->cond);
+        pthread_cond_destroy(&st->ckpt_cond);
         snprintf(err, (size_t)errlen, "%s: cannot start the sync thread", st->path);
         return -1;
     }
-    st->deferred = 1;
+    st->deferred = 1; /* from here on stop_deferred ends what runs */
+    if (pthread_create(&st->ckpt_thr, NULL, checkpoint_main, st) != 0) {
+        snprintf(err, (size_t)errlen, "%s: cannot start the checkpointer thread", st->path);
+        return -1;
+    }
+    st->ckpt_running = 1;
     return 0;
 }
 
@@ -613,18 +736,17 @@ static void stop_deferred(fw_store *st)
         pthread_mutex_lock(&st->lock);
         st->stop = 1;
         pthread_cond_broadcast(&st->cond);
+        pthread_cond_broadcast(&st->ckpt_cond);
         pthread_mutex_unlock(&st->lock);
+        /* The sync thread finishes the fdatasyncs asked for; the
+         * checkpointer only the checkpoint it is in. */
+        if (st->ckpt_running)
+            pthread_join(st->ckpt_thr, NULL);
+        st->ckpt_running = 0;
         pthread_join(st->thr, NULL);
-        /* Every sync asked for is done: the pin can go. */
-        if (st->pin_state)
-            sqlite3_exec(st->pin, "COMMIT", NULL, NULL, NULL);
-        st->pin_state = 0;
-        /* Before the main connection: the last connection to close
-         * checkpoints and removes the WAL. */
-        sqlite3_close_v2(st->pin);
-        st->pin = NULL;
         pthread_mutex_destroy(&st->lock);
         pthread_cond_destroy(&st->cond);
+        pthread_cond_destroy(&st->ckpt_cond);
         st->deferred = 0;
         /* SQLite checkpoints and deletes the WAL when the last connection
          * closes: with FULL it syncs the WAL before and the database after
@@ -633,15 +755,17 @@ static void stop_deferred(fw_store *st)
         sqlite3_wal_hook(st->db, NULL, NULL);
         sqlite3_exec(st->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     }
+    /* Before the main connection: the last connection to close checkpoints
+     * and removes the WAL. */
+    if (st->ckpt_db)
+        sqlite3_close_v2(st->ckpt_db);
+    st->ckpt_db = NULL;
 }
 
 /* After sqlite3_close: closing any descriptor of a file drops every POSIX
  * lock the process holds on it, SQLite's included. */
 static void close_fds(fw_store *st)
 {
-    if (st->pin)
-        sqlite3_close_v2(st->pin);
-    st->pin = NULL;
     int fds[] = {st->wal_fd, st->db_fd, st->pipe_rd, st->pipe_wr};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
@@ -694,82 +818,31 @@ int fw_store_sync_poll(fw_store *st)
         ;
     pthread_mutex_lock(&st->lock);
     uint64_t done = st->done_wal;
-    int db_done = st->done_db >= st->want_db;
-    int failed = st->sync_failed;
+    uint64_t ckpt_done = st->done_ckpt;
+    int log = st->ckpt_log, copied = st->ckpt_copied;
+    st->checkpoints = st->ckpt_count;
+    int failed = st->sync_failed || st->ckpt_failed;
     pthread_mutex_unlock(&st->lock);
     if (failed)
         return -1;
     if (done > st->durable)
         st->durable = done;
-    if (db_done && st->pin_state == 2) {
-        /* The copied pages are on disk: the WAL may restart now. */
-        sqlite3_exec(st->pin, "COMMIT", NULL, NULL, NULL);
-        st->pin_state = 0;
-        st->restart_ready = st->ckpt_frames >= st->wal_frames;
-    }
+    /* A checkpoint asked for after the last commit saw all of the WAL; if
+     * it copied all of it, the next write transaction restarts the WAL
+     * (unless a reader still has a snapshot then). */
+    if (ckpt_done >= st->asked && st->asked_at == st->commits && log >= 0 && copied >= log)
+        st->restart_ready = 1;
     return 0;
 }
 
-int fw_store_checkpoint_due(const fw_store *st)
+uint64_t fw_store_checkpoints(const fw_store *st)
 {
-    return st->deferred &&
-           (st->wal_frames - st->ckpt_frames >= k_ckpt_frames ||
-            (st->wal_frames >= k_wal_max_frames && st->ckpt_frames < st->wal_frames));
+    return st->checkpoints;
 }
 
 int fw_store_wal_too_big(const fw_store *st)
 {
     return st->deferred && st->wal_frames >= k_wal_max_frames && !st->restart_ready;
-}
-
-int fw_store_checkpoint_step(fw_store *st)
-{
-    if (!st->deferred || st->depth > 0 || st->pin_state == 2)
-        return 0;
-    if (st->pin_state == 0) {
-        if (!fw_store_checkpoint_due(st))
-            return 0;
-        /* Pin the WAL as of the last commit: its read mark bounds what the
-         * checkpoint below may copy to frames of commits up to here. */
-        char *msg = NULL;
-        if (sqlite3_exec(st->pin, "BEGIN; SELECT count(*) FROM sqlite_schema;", NULL, NULL, &msg) !=
-            SQLITE_OK) {
-            FW_ERROR("store.pin_failed", "error=\"%s\"", msg ? msg : "");
-            sqlite3_free(msg);
-            sqlite3_exec(st->pin, "ROLLBACK", NULL, NULL, NULL);
-            return -1;
-        }
-        st->pin_state = 1;
-        st->pin_commit = st->commits;
-    }
-    if (st->durable < st->pin_commit)
-        return 0; /* copy only frames that are on disk in the WAL */
-    double t0 = mono_seconds();
-    int log = 0, ckpt = 0;
-    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
-    fw_metric_observe(st->m_ckpt, mono_seconds() - t0);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-        FW_ERROR("store.checkpoint_failed", "error=\"%s\"", sqlite3_errmsg(st->db));
-        return -1;
-    }
-    if (ckpt > st->ckpt_frames) {
-        /* Pages were copied: keep the pin (no WAL restart) until the
-         * database file has them on disk. */
-        st->pin_state = 2;
-        pthread_mutex_lock(&st->lock);
-        st->want_db++;
-        pthread_cond_signal(&st->cond);
-        pthread_mutex_unlock(&st->lock);
-    } else {
-        sqlite3_exec(st->pin, "COMMIT", NULL, NULL, NULL);
-        st->pin_state = 0;
-    }
-    /* Count from what was copied, so the next step waits for another
-     * k_ckpt_frames of new frames. */
-    st->ckpt_frames = ckpt > 0 ? ckpt : st->wal_frames;
-    FW_DEBUG("store.checkpoint", "wal_frames=%d backfilled=%d ms=%.3f", log, ckpt,
-             (mono_seconds() - t0) * 1e3);
-    return 1;
 }
 
 fw_store *fw_store_open(const char *path, const fw_migration *migs, int nmigs, int readonly,

@@ -13,8 +13,9 @@
  *
  * Transactions are batches: the intake opens one with fw_store_begin(), lets
  * every module write its rows for several messages, and commits before any
- * of those messages is acknowledged.  Only the event-loop thread touches
- * SQLite.
+ * of those messages is acknowledged.  The store's statements and its
+ * writing connection are the event-loop thread's; the store's own threads
+ * (deferred mode, below) are the only others that touch its files.
  *
  * Durability modes (store.synchronous):
  *
@@ -22,19 +23,30 @@
  *   fsyncs the WAL, and a checkpoint (up to 64 MiB of WAL) runs inside the
  *   COMMIT that crosses the threshold: both on the loop.
  * - normal: synchronous=NORMAL: survives a process crash, not a power loss.
- * - deferred (the default): durable like full, without the fsync on the
- *   loop.  The connection runs with synchronous=OFF and no auto-checkpoint.
- *   A batch is committed with fw_store_commit_deferred(), which returns a
- *   ticket; a sync thread (the only thread besides the loop that touches the
- *   store, and it never calls SQLite: it only fdatasync()s two file
- *   descriptors the store opened itself on "<db>-wal" and "<db>") makes the
- *   WAL durable and tells the loop through fw_store_sync_fd(); the caller
- *   acks the batch's messages only when fw_store_durable() >= its ticket.
- *   Every other commit (fw_store_commit, autocommit statements: ticks, SMS
- *   and alert state, API writes) fsyncs the WAL inline before returning, as
- *   full did, so their callers' promises (e.g. "the outbox row is durable
- *   before the HTTP call") still hold, and each such sync also covers every
- *   earlier deferred batch.
+ * - deferred (the default): durable like full, with neither an fsync nor a
+ *   checkpoint on the loop.  The writing connection runs with
+ *   synchronous=OFF and never checkpoints (wal_autocheckpoint=0).  Two
+ *   threads of the store do the rest:
+ *   - the sync thread never calls SQLite: it only fdatasync()s a descriptor
+ *     the store opened itself on "<db>-wal".  A batch is committed with
+ *     fw_store_commit_deferred(), which returns a ticket; the sync thread
+ *     makes the WAL durable and tells the loop through fw_store_sync_fd();
+ *     the caller acks the batch's messages only when fw_store_durable() >=
+ *     its ticket.  Every other commit (fw_store_commit, autocommit
+ *     statements: ticks, SMS and alert state, API writes) fsyncs the WAL
+ *     inline before returning, as full did, so their callers' promises
+ *     (e.g. "the outbox row is durable before the HTTP call") still hold,
+ *     and each such sync also covers every earlier deferred batch.
+ *   - the checkpointer thread owns a second connection of its own (opened
+ *     before the thread starts, then used by that thread alone, closed
+ *     after it ends; default VFS, synchronous=FULL).  After every ~4 MiB
+ *     of WAL the loop's WAL hook asks it (a counter and a condition
+ *     variable: no waiting on the loop), and it runs a PASSIVE checkpoint;
+ *     after one that copied part of the WAL it also fdatasync()s a
+ *     descriptor the store opened on "<db>", so that the checkpoint of the
+ *     whole WAL (below) has little left to sync.  It tells the loop what
+ *     it copied through the same descriptor as the sync thread.  It does
+ *     not advance fw_store_durable(): tickets are the sync thread's.
  *
  * Why this is as safe as full across a power loss:
  *
@@ -50,31 +62,43 @@
  * 2. A checkpoint copies WAL frames into the database file: the database
  *    file must never receive a page whose WAL frame could still be lost
  *    (the WAL replays over whatever the copy left on disk, torn pages
- *    included, but only if the WAL has the frames).  Checkpoints run only
- *    from fw_store_checkpoint_step(), on the loop, between batches, in steps
- *    of ~1 MiB of WAL, and are bounded by a "pin": a second, read-only
- *    connection of the store (also used on the loop only) opens a read
- *    transaction at commit N; SQLite's PASSIVE checkpoint never copies
- *    frames past the read mark of a live reader, and the step runs only
- *    once commit N is durable.  So batches after N may be committed and in
- *    flight meanwhile.
+ *    included, but only if the WAL has the frames).  A checkpoint copies
+ *    only frames of commits published (in the wal-index) when it starts,
+ *    and a commit is published only after all its frames were written to
+ *    the file (the writer's WAL buffer, below, is written out at the commit
+ *    frame, before SQLite publishes).  With synchronous=FULL on its
+ *    connection, SQLite fdatasyncs the WAL after choosing the frames and
+ *    before copying any (sqlite3 wal.c, walCheckpoint): every frame it
+ *    copies is on disk in the WAL first.  Later commits go on meanwhile:
+ *    a PASSIVE checkpoint takes no writer lock and never copies past them
+ *    (nor past the snapshot of any live reader).
  * 3. After a checkpoint, a writer may restart the WAL (write it again from
- *    the start with a new salt: the old frames stop counting) once every
- *    frame is copied and no reader uses the WAL.  Before that, the copied
- *    pages must be on disk in the database file.  The pin is kept open
- *    until the sync thread has fdatasync()ed the database file: a live
- *    reader with a read mark keeps every writer (ours, or another process's)
- *    from restarting the WAL, so writes go on (appended) meanwhile.
- * 4. fw_store_close() finishes outstanding syncs, closes the pin and
- *    switches the connection to synchronous=FULL before closing, so the
- *    checkpoint SQLite runs at close (which then deletes the WAL) syncs the
- *    WAL before and the database after copying.
+ *    the start with a new salt: the old frames stop counting) only when
+ *    the checkpoint recorded every frame as copied (nBackfill = the WAL's
+ *    last frame) and no reader uses the WAL.  Before that, the copied
+ *    pages must be on disk in the database file.  SQLite fdatasyncs the
+ *    database file in the checkpoint that copies the whole WAL, before it
+ *    records that (a partial checkpoint records its progress without a
+ *    database sync, which is safe: the WAL stays, and is replayed over the
+ *    database file at recovery).  So the writer, ours or another
+ *    process's, restarts the WAL only over frames whose pages are durable
+ *    in the database file.
+ * 4. fw_store_close() stops the checkpointer (after the checkpoint it is
+ *    in), lets the sync thread finish the syncs asked for, closes the
+ *    checkpointer's connection and switches the writer to
+ *    synchronous=FULL before closing it, so the checkpoint SQLite runs at
+ *    close (which then deletes the WAL) syncs the WAL before and the
+ *    database after copying.
  *
- * While batches keep coming, a checkpoint never copies the whole WAL, so
- * the WAL never restarts and grows; past 64 MiB fw_store_wal_too_big() asks
- * the caller to hold new batches for one quiet moment (every commit
- * durable, a checkpoint of everything, the database fdatasync), after which
- * the next write restarts the WAL.
+ * While batches keep coming, a checkpoint rarely copies the whole WAL just
+ * between one commit and the next write, so the WAL seldom restarts and
+ * grows; past 64 MiB fw_store_wal_too_big() asks the caller to hold new
+ * batches for one quiet moment: every commit then asks for a checkpoint of
+ * all of it (retried every few ms while a reader holds frames back), and
+ * once one that started after the last commit copied everything,
+ * fw_store_sync_poll() turns fw_store_wal_too_big() false and the next
+ * write restarts the WAL.  Nothing else holds the intake for a checkpoint,
+ * and durability does not wait for one.
  *
  * The store sets the connection's WAL hook (SQLite keeps one per
  * connection; sqlite3_wal_autocheckpoint would replace it).
@@ -140,24 +164,20 @@ int fw_store_commit_deferred(fw_store *st, uint64_t *ticket);
  * commits made so far (durable == committed: nothing in flight). */
 uint64_t fw_store_durable(const fw_store *st);
 uint64_t fw_store_committed(const fw_store *st);
-/* A descriptor that turns readable when the sync thread finished something
- * (-1 without a sync thread); then call fw_store_sync_poll(): it updates
- * fw_store_durable() and ends a checkpoint whose database fdatasync is
- * done.  -1 if an fsync failed: nothing more may be acked, the process
+/* A descriptor that turns readable when the sync or checkpointer thread
+ * finished something (-1 without them); then call fw_store_sync_poll(): it
+ * updates fw_store_durable() and what the last checkpoint copied.  -1 if
+ * an fsync or a checkpoint failed: nothing more may be acked, the process
  * should stop. */
 int fw_store_sync_fd(const fw_store *st);
 int fw_store_sync_poll(fw_store *st);
-/* Whether the WAL has grown enough since the last checkpoint for one. */
-int fw_store_checkpoint_due(const fw_store *st);
-/* Call between transactions, after commits and after fw_store_sync_poll:
- * pins the last commit when a checkpoint is due, and once that commit is
- * durable runs a PASSIVE checkpoint up to it and has the sync thread
- * fdatasync the database file.  Returns 1 when a checkpoint ran, 0 when
- * not (not due, or waiting for an fsync), -1 on error. */
-int fw_store_checkpoint_step(fw_store *st);
+/* Checkpoints (on the checkpointer thread) that copied frames, as of the
+ * last fw_store_sync_poll(). */
+uint64_t fw_store_checkpoints(const fw_store *st);
 /* The WAL is past 64 MiB and cannot restart while batches keep coming:
- * hold new batches until this turns false (it takes every commit durable,
- * then fw_store_checkpoint_step calls after fw_store_sync_poll). */
+ * hold new batches until this turns false (after fw_store_sync_poll() saw
+ * a checkpoint of the whole WAL that started after the last commit; the
+ * next write then restarts the WAL). */
 int fw_store_wal_too_big(const fw_store *st);
 
 /* Exec a literal SQL script (no results). 0 or -1 (logged). */

@@ -636,7 +636,8 @@ static void on_hold_timeout(evutil_socket_t fd, short what, void *arg)
     hold_intake(a, 0);
 }
 
-/* The sync thread finished an fdatasync (deferred mode). */
+/* The store's sync thread finished an fdatasync, or its checkpointer a
+ * checkpoint (deferred mode). */
 static void on_synced(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;

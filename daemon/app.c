@@ -75,6 +75,7 @@ struct fw_app {
     int flush_due;      /* committed alerts/SMS not yet flushed/kicked */
     double flush_since; /* when flush_due was set */
     int intake_held;    /* we asked the intake to hold stream messages */
+    int held_for_wal;   /* ... and the WAL was past 64 MiB then */
     double held_since;
     double wal_hold_backoff; /* no hold for a big WAL before this time */
     struct event *ev_hold_timeout;
@@ -93,7 +94,8 @@ struct fw_app {
     fw_metric *m_module[8]; /* alerts created by level, SMS queued by kind */
 
     fw_metric *m_in[FW_KIND__COUNT];
-    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat, *m_hold, *m_held;
+    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat, *m_hold, *m_held, *m_held_wal,
+        *m_wal_holds;
 };
 
 static const double k_batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
@@ -129,6 +131,12 @@ static void init_metrics(fw_app *a)
                                   "every commit to be durable, or a WAL past 64 MiB waiting for a "
                                   "checkpoint of all of it",
                                   NULL);
+    a->m_held_wal = fw_metric_counter("fundwatch_intake_held_for_wal_seconds_total",
+                                      "Of the intake's holds, those that began for a WAL past "
+                                      "64 MiB (they may also wait for alert notices)",
+                                      NULL);
+    a->m_wal_holds = fw_metric_counter("fundwatch_intake_wal_holds_total",
+                                       "Holds of the intake for a WAL past 64 MiB", NULL);
     a->m_hold = fw_metric_histogram(
         "fundwatch_loop_hold_seconds",
         "Per batch, the longest stretch the loop could not answer a check (a message, or the "
@@ -549,6 +557,8 @@ static void hold_intake(fw_app *a, int hold)
         a->intake_held = hold;
         if (hold) {
             a->held_since = now_seconds();
+            a->held_for_wal = fw_store_wal_too_big(a->store);
+            fw_metric_add(a->m_wal_holds, a->held_for_wal);
             /* A hold ends when the fsync or the checkpoint it waits for is
              * done; a reader (of another process, too) can keep a
              * checkpoint from copying all, so a hold gives up after a
@@ -558,6 +568,8 @@ static void hold_intake(fw_app *a, int hold)
                 event_add(a->ev_hold_timeout, &limit);
         } else {
             fw_metric_add(a->m_held, now_seconds() - a->held_since);
+            if (a->held_for_wal)
+                fw_metric_add(a->m_held_wal, now_seconds() - a->held_since);
             if (a->ev_hold_timeout)
                 event_del(a->ev_hold_timeout);
         }

@@ -305,6 +305,56 @@ static void test_wal_stays_bounded_under_load(void **state)
     free(tmp);
 }
 
+/* A reader's snapshot keeps the checkpoint from copying the frames after
+ * it: a WAL past 64 MiB cannot restart while the reader lasts (the hold
+ * goes on), and once it ends the checkpointer, trying again on its own (no
+ * commit asks it), copies the rest and the hold can end. */
+static void test_big_wal_waits_for_a_reader(void **state)
+{
+    (void)state;
+    char *tmp = fw_t_tmpdir("store-walreader");
+    char path[600], err[512];
+    snprintf(path, sizeof path, "%s/r.db", tmp);
+    fw_store *st = fw_store_open(path, k_mig, 1, 0, FW_SYNC_DEFERRED, err, sizeof err);
+    assert_non_null(st);
+    sqlite3 *rd;
+    assert_int_equal(sqlite3_open_v2(path, &rd, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(rd, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(reader_count(rd), 0); /* the snapshot starts here */
+    int rows = 0;
+    uint64_t ticket = 0;
+    while (!fw_store_wal_too_big(st)) {
+        assert_true(rows < 400000);
+        assert_int_equal(fw_store_begin(st), 0);
+        insert_wide_rows(st, rows, 500);
+        rows += 500;
+        assert_int_equal(fw_store_commit_deferred(st, &ticket), 0);
+        assert_int_equal(fw_store_sync_poll(st), 0);
+    }
+    /* Held: no commit.  The reader still needs the WAL. */
+    for (int i = 0; i < 20; i++) {
+        struct pollfd p = {fw_store_sync_fd(st), POLLIN, 0};
+        poll(&p, 1, 10);
+        assert_int_equal(fw_store_sync_poll(st), 0);
+    }
+    assert_true(fw_store_wal_too_big(st));
+    assert_int_equal(reader_count(rd), 0);
+    assert_int_equal(sqlite3_exec(rd, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < 500 && fw_store_wal_too_big(st); i++) {
+        struct pollfd p = {fw_store_sync_fd(st), POLLIN, 0};
+        poll(&p, 1, 10);
+        assert_int_equal(fw_store_sync_poll(st), 0);
+    }
+    assert_false(fw_store_wal_too_big(st));
+    wait_durable(st, ticket);
+    assert_int_equal(reader_count(rd), rows);
+    sqlite3_close(rd);
+    fw_store_close(st);
+    assert_int_equal(fw_t_sql_int(path, "SELECT count(*) FROM t"), rows);
+    fw_t_rmtree(tmp);
+    free(tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_other_modes_are_durable_at_once),
         cmocka_unit_test(test_wal_appends_reach_the_file_before_the_commit),
         cmocka_unit_test(test_wal_stays_bounded_under_load),
+        cmocka_unit_test(test_big_wal_waits_for_a_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

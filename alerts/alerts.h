@@ -85,6 +85,11 @@ typedef struct fw_alerts fw_alerts;
 
 /* Migration 4 (daemon/schema.c). */
 extern const char fw_alerts_schema[];
+/* The alert store's migrations in order (fw_alerts_schema first), as the
+ * daemon's store applies them among the other modules' (daemon/schema.c);
+ * a store of the alerts alone (tests) opens with this list. */
+extern const fw_migration fw_alerts_migrations[];
+extern const int fw_alerts_nmigrations;
 
 /* alerts.group_window 60s, alerts.escalate_red 30m, alerts.escalate_orange
  * 4h, alerts.escalate_yellow 24h, alerts.webhook_retries 8,
@@ -147,6 +152,15 @@ void fw_alerts_set_sinks(fw_alerts *a, const fw_alerts_sinks *s);
 /* After the batch commit (no transaction open): publish queued NATS rows,
  * start due webhooks, refresh the level/status gauges. */
 void fw_alerts_flush(fw_alerts *a);
+/* The newest queued NATS row (0: none), read after a batch's commit. */
+int64_t fw_alerts_feed_last(fw_alerts *a);
+/* fw_alerts_flush, but NATS rows only up to `upto` (a fw_alerts_feed_last
+ * value): the daemon publishes a batch's notices once that batch is
+ * durable, while later batches, not yet durable, may have queued more.
+ * (Webhooks need no bound: their rows are marked `sending` in a commit
+ * that fsyncs the WAL, which makes every earlier batch durable, before the
+ * request leaves.) */
+void fw_alerts_flush_upto(fw_alerts *a, int64_t upto);
 /* A webhook finished.  Failure: retried after alerts.webhook_backoff *
  * 2^(attempt-1) plus up to 50% jitter, until alerts.webhook_retries attempts,
  * then `failed` (counted in metrics). */

@@ -660,15 +660,24 @@ void fw_alerts_webhook_done(fw_alerts *a, int64_t notif_id, int ok, const char *
 
 /* ---- flush and tick ---- */
 
-static void publish_feed(fw_alerts *a)
+/* Publish the queued NATS rows up to n = upto, then delete them.  A row
+ * is published only once its commit is durable (a notice of an alert that
+ * a power loss then erases would go out again, with another id, when the
+ * message is redelivered): the daemon's flush after a batch passes the
+ * bound of the batches known durable; any other flush (upto = INT64_MAX:
+ * after a tick or an API action) first makes every commit durable. */
+static void publish_feed(fw_alerts *a, int64_t upto)
 {
     if (!a->sinks.publish)
+        return;
+    if (upto == INT64_MAX && fw_store_sync_now(a->st) != 0)
         return;
     for (;;) {
         int64_t last = 0;
         int count = 0;
-        sqlite3_stmt *s =
-            fw_store_stmt(a->st, "SELECT n, subject, payload FROM alert_feed ORDER BY n LIMIT 256");
+        sqlite3_stmt *s = fw_store_stmt(
+            a->st, "SELECT n, subject, payload FROM alert_feed WHERE n <= ? ORDER BY n LIMIT 256");
+        sqlite3_bind_int64(s, 1, upto);
         while (sqlite3_step(s) == SQLITE_ROW) {
             last = sqlite3_column_int64(s, 0);
             a->sinks.publish(a->sinks.ud, fw_col_text(s, 1), fw_col_text(s, 2));
@@ -689,9 +698,9 @@ static void publish_feed(fw_alerts *a)
     }
 }
 
-static void flush_at(fw_alerts *a, int64_t now)
+static void flush_at(fw_alerts *a, int64_t now, int64_t feed_upto)
 {
-    publish_feed(a);
+    publish_feed(a, feed_upto);
     start_due_webhooks(a, now);
     if (a->gauges_dirty)
         fw_al_refresh_gauges(a);
@@ -700,7 +709,21 @@ static void flush_at(fw_alerts *a, int64_t now)
 void fw_alerts_flush(fw_alerts *a)
 {
     if (a)
-        flush_at(a, fw_clock_now());
+        flush_at(a, fw_clock_now(), INT64_MAX);
+}
+
+void fw_alerts_flush_upto(fw_alerts *a, int64_t upto)
+{
+    if (a)
+        flush_at(a, fw_clock_now(), upto);
+}
+
+int64_t fw_alerts_feed_last(fw_alerts *a)
+{
+    sqlite3_stmt *s = fw_store_stmt(a->st, "SELECT max(n) FROM alert_feed");
+    int64_t last = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    fw_store_done(s);
+    return last;
 }
 
 int fw_alerts_tick(fw_alerts *a, int64_t now)
@@ -729,6 +752,6 @@ int fw_alerts_tick(fw_alerts *a, int64_t now)
         return -1;
     }
     if (own)
-        flush_at(a, now);
+        flush_at(a, now, INT64_MAX);
     return done;
 }

@@ -22,6 +22,8 @@
  *                      the same transaction as their cause, deleted once
  *                      published, so a rollback never publishes and a crash
  *                      between commit and publish publishes at the next start.
+ *                      Its n never repeats (AUTOINCREMENT, migration
+ *                      alerts_feed_seq): a batch's rows are "those up to n".
  * audit, audit_head    the hash-chained audit log (audit.c).
  */
 #include "alerts/alerts.h"
@@ -138,3 +140,25 @@ const char fw_alerts_schema[] =
     "  seq INTEGER NOT NULL,"
     "  hash TEXT NOT NULL"
     ") STRICT;";
+
+/* Migration "alerts_feed_seq": alert_feed's n from AUTOINCREMENT, so that a
+ * number is never given twice, even after every row was published and
+ * deleted.  The daemon publishes a batch's rows once the batch is durable,
+ * as "the rows up to the newest n at its commit" (fw_alerts_flush_upto): a
+ * reused n would let rows of a later batch, not yet durable, pass. */
+const char fw_alerts_feed_seq_schema[] =
+    "CREATE TABLE alert_feed_seq ("
+    "  n INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  subject TEXT NOT NULL,"
+    "  payload TEXT NOT NULL"
+    ") STRICT;"
+    "INSERT INTO alert_feed_seq (n, subject, payload) SELECT n, subject, payload FROM alert_feed;"
+    "DROP TABLE alert_feed;"
+    "ALTER TABLE alert_feed_seq RENAME TO alert_feed;";
+
+const fw_migration fw_alerts_migrations[] = {
+    {"alerts", fw_alerts_schema},
+    {"alerts_feed_seq", fw_alerts_feed_seq_schema},
+};
+const int fw_alerts_nmigrations =
+    (int)(sizeof fw_alerts_migrations / sizeof fw_alerts_migrations[0]);

@@ -205,11 +205,10 @@ int main(int argc, char **argv)
            hist_quantile(m, "fundwatch_loop_hold_seconds", 0.99) * 1000, sc,
            sc > 0 ? ss / sc * 1000 : 0, kc, kc > 0 ? ks / kc * 1000 : 0,
            hist_quantile(m, "fundwatch_checkpoint_seconds", 0.99) * 1000);
-    printf("  intake held back (alert notices waiting for an fsync, or a WAL past 64 MiB for a "
-           "whole checkpoint): %.2f s; for the WAL: %.0f holds, %.2f s\n",
-           metric(m, "fundwatch_intake_held_seconds_total"),
+    printf("  intake held back (a WAL past 64 MiB waiting for a whole checkpoint): %.0f holds, "
+           "%.2f s\n",
            metric(m, "fundwatch_intake_wal_holds_total"),
-           metric(m, "fundwatch_intake_held_for_wal_seconds_total"));
+           metric(m, "fundwatch_intake_held_seconds_total"));
     result("e2e_loop_hold_ms_mean", hc > 0 ? hs / hc * 1000 : 0, "ms");
     result("e2e_loop_hold_ms_p99", hist_quantile(m, "fundwatch_loop_hold_seconds", 0.99) * 1000,
            "ms");

@@ -72,10 +72,15 @@ struct fw_app {
     /* Acks in commit order (a ring), released by release_durable. */
     pending_ack *acks;
     size_t ack_head, nacks, capacks;
-    int flush_due;      /* committed alerts/SMS not yet flushed/kicked */
-    double flush_since; /* when flush_due was set */
-    int intake_held;    /* we asked the intake to hold stream messages */
-    int held_for_wal;   /* ... and the WAL was past 64 MiB then */
+    /* Alert notices and SMS of committed batches go out once the batch is
+     * durable (release_durable): the first batch not flushed yet (its
+     * ticket, and the newest alert_feed row at its commit), and whether
+     * later ones queued more. */
+    int flush_due;
+    uint64_t flush_ticket;
+    int64_t flush_feed;
+    int flush_more;
+    int intake_held; /* we asked the intake to hold stream messages */
     double held_since;
     double wal_hold_backoff; /* no hold for a big WAL before this time */
     struct event *ev_hold_timeout;
@@ -94,8 +99,7 @@ struct fw_app {
     fw_metric *m_module[8]; /* alerts created by level, SMS queued by kind */
 
     fw_metric *m_in[FW_KIND__COUNT];
-    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat, *m_hold, *m_held, *m_held_wal,
-        *m_wal_holds;
+    fw_metric *m_dup, *m_batch, *m_commit, *m_check, *m_check_lat, *m_hold, *m_held, *m_wal_holds;
 };
 
 static const double k_batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
@@ -127,14 +131,9 @@ static void init_metrics(fw_app *a)
     a->m_commit = fw_metric_histogram("fundwatch_commit_seconds", "Batch commit latency", NULL,
                                       k_lat_bounds, 11);
     a->m_held = fw_metric_counter("fundwatch_intake_held_seconds_total",
-                                  "Time the intake held batches back: alert notices waiting for "
-                                  "every commit to be durable, or a WAL past 64 MiB waiting for a "
-                                  "checkpoint of all of it",
+                                  "Time the intake held batches back: a WAL past 64 MiB waiting "
+                                  "for a checkpoint of all of it",
                                   NULL);
-    a->m_held_wal = fw_metric_counter("fundwatch_intake_held_for_wal_seconds_total",
-                                      "Of the intake's holds, those that began for a WAL past "
-                                      "64 MiB (they may also wait for alert notices)",
-                                      NULL);
     a->m_wal_holds = fw_metric_counter("fundwatch_intake_wal_holds_total",
                                        "Holds of the intake for a WAL past 64 MiB", NULL);
     a->m_hold = fw_metric_histogram(
@@ -557,19 +556,15 @@ static void hold_intake(fw_app *a, int hold)
         a->intake_held = hold;
         if (hold) {
             a->held_since = now_seconds();
-            a->held_for_wal = fw_store_wal_too_big(a->store);
-            fw_metric_add(a->m_wal_holds, a->held_for_wal);
-            /* A hold ends when the fsync or the checkpoint it waits for is
-             * done; a reader (of another process, too) can keep a
-             * checkpoint from copying all, so a hold gives up after a
-             * while. */
+            fw_metric_add(a->m_wal_holds, 1);
+            /* A hold ends when the checkpoint it waits for is done; a
+             * reader (of another process, too) can keep a checkpoint from
+             * copying all, so a hold gives up after a while. */
             static const struct timeval limit = {0, 500000};
             if (a->ev_hold_timeout)
                 event_add(a->ev_hold_timeout, &limit);
         } else {
             fw_metric_add(a->m_held, now_seconds() - a->held_since);
-            if (a->held_for_wal)
-                fw_metric_add(a->m_held_wal, now_seconds() - a->held_since);
             if (a->ev_hold_timeout)
                 event_del(a->ev_hold_timeout);
         }
@@ -577,36 +572,37 @@ static void hold_intake(fw_app *a, int hold)
     }
 }
 
-/* Alert notices wait at most this long for a moment when every commit is
- * durable; under a steady backlog there is none, so the intake is held for
- * one fdatasync. */
-static const double k_flush_max_wait = 0.1;
-
 /* Hold batches for a big WAL (see fw_store_wal_too_big)? */
 static int wal_hold_wanted(fw_app *a)
 {
     return fw_store_wal_too_big(a->store) && now_seconds() >= a->wal_hold_backoff;
 }
 
-/* Hold batches: for a big WAL, or for alert notices overdue while batches
- * are still in flight (until one moment when every commit is durable). */
-static int hold_wanted(fw_app *a, double now)
+/* A committed batch queued alert notices or SMS (no transaction open). */
+static void note_flush(fw_app *a, uint64_t ticket)
 {
-    if (wal_hold_wanted(a))
-        return 1;
-    return a->flush_due && fw_store_durable(a->store) < fw_store_committed(a->store) &&
-           now - a->flush_since > k_flush_max_wait;
+    if (a->flush_due) {
+        a->flush_more = 1; /* after the first one's flush */
+        return;
+    }
+    a->flush_due = 1;
+    a->flush_ticket = ticket;
+    a->flush_feed = fw_alerts_feed_last(a->alerts);
 }
 
 /* Everything that waits for a batch to be durable, in commit order: acks
- * (JetStream may forget an acked message), then DLQ copies.  When every
- * commit is durable (nothing in flight): publish the alert notices and kick
- * the SMS sender - they read their outbox tables, which may hold rows of
- * later batches, so they wait for a moment when all of them are durable
- * (a notice of an alert that a power loss then erases would be sent again,
- * with another id, when the message is redelivered; an SMS twice).  Then
- * whether the intake is still held.  (Checkpoints are the store's
- * checkpointer thread's.) */
+ * (JetStream may forget an acked message), then DLQ copies, then the alert
+ * notices and SMS of the batches now durable.  Notices: the alert_feed rows
+ * up to the one noted at the batch's commit (later batches, still in
+ * flight, may have queued more: a notice of an alert that a power loss
+ * then erases would be sent again, with another id, when the message is
+ * redelivered).  SMS: the sender marks the rows it sends in a commit of
+ * its own, whose fdatasync makes every earlier batch durable before a
+ * request leaves.  (It used to wait for a moment when every commit was
+ * durable, and under a steady backlog held the intake for one fdatasync
+ * every 0.1 s: ~6 % of bench_e2e's time.)  Then whether the intake is
+ * still held for a big WAL; checkpoints are the store's checkpointer
+ * thread's. */
 static void release_durable(fw_app *a)
 {
     fw_store *st = a->store;
@@ -630,12 +626,16 @@ static void release_durable(fw_app *a)
     publish_dlq(a, durable);
     if (fw_store_in_txn(st))
         return;
-    if (durable == fw_store_committed(st) && a->flush_due) {
+    while (a->flush_due && durable >= a->flush_ticket) {
         a->flush_due = 0;
-        fw_alerts_flush(a->alerts);
+        fw_alerts_flush_upto(a->alerts, a->flush_feed);
         fw_sms_kick(a->sms);
+        if (a->flush_more) { /* the batches committed since: their turn */
+            a->flush_more = 0;
+            note_flush(a, fw_store_committed(st));
+        }
     }
-    hold_intake(a, hold_wanted(a, now_seconds()));
+    hold_intake(a, wal_hold_wanted(a));
 }
 
 static void on_hold_timeout(evutil_socket_t fd, short what, void *arg)
@@ -867,10 +867,8 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
     }
     for (int i = a->ndlq - 1; i >= 0 && a->dlq_pubs[i].ticket == 0; i--)
         a->dlq_pubs[i].ticket = ticket;
-    if (applied && !a->flush_due) {
-        a->flush_due = 1;
-        a->flush_since = t1;
-    }
+    if (applied)
+        note_flush(a, ticket);
     /* full / normal: durable now, acked at once.  A hold it starts ends in
      * a later release_durable (after an fdatasync or a checkpoint). */
     release_durable(a);

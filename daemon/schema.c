@@ -54,5 +54,6 @@ const fw_migration fw_migrations[] = {
     {"core_lean", fw_core_lean_schema},
     {"ledger_write_lean", fw_ledger_write_lean_schema},
     {"ledger_bodies", fw_ledger_bodies_schema},
+    {"alerts_feed_seq", fw_alerts_feed_seq_schema},
 };
 const int fw_nmigrations = (int)(sizeof fw_migrations / sizeof fw_migrations[0]);

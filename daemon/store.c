@@ -835,6 +835,21 @@ int fw_store_sync_poll(fw_store *st)
     return 0;
 }
 
+int fw_store_sync_now(fw_store *st)
+{
+    if (!st->deferred || st->durable == st->commits)
+        return 0;
+    /* The WAL holds every committed frame (the WAL buffer is written out
+     * at each commit frame); the sync thread may fdatasync the same
+     * descriptor meanwhile, which is harmless. */
+    if (fdatasync(st->wal_fd) != 0) {
+        FW_ERROR("store.fsync_failed", "file=wal error=\"%s\"", strerror(errno));
+        return -1;
+    }
+    st->durable = st->commits;
+    return 0;
+}
+
 uint64_t fw_store_checkpoints(const fw_store *st)
 {
     return st->checkpoints;

@@ -171,6 +171,12 @@ uint64_t fw_store_committed(const fw_store *st);
  * should stop. */
 int fw_store_sync_fd(const fw_store *st);
 int fw_store_sync_poll(fw_store *st);
+/* Make every commit so far durable now, on the loop: one fdatasync of the
+ * WAL when some are in flight, nothing otherwise.  For the rare callers
+ * that act on everything committed without knowing which batches are
+ * durable (an alert flush after a tick or an API action).  0, or -1 when
+ * the fdatasync failed (then act on nothing). */
+int fw_store_sync_now(fw_store *st);
 /* Checkpoints (on the checkpointer thread) that copied frames, as of the
  * last fw_store_sync_poll(). */
 uint64_t fw_store_checkpoints(const fw_store *st);

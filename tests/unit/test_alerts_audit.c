@@ -184,8 +184,8 @@ static void test_appends_continue_the_chain_after_reopen(void **state)
     /* Close and reopen the store: the chain continues from the head. */
     fw_alerts_free(f->a);
     fw_store_close(f->st);
-    fw_migration m = {"alerts", fw_alerts_schema};
-    f->st = fw_store_open(f->db, &m, 1, 0, FW_SYNC_NORMAL, merr, sizeof merr);
+    f->st = fw_store_open(f->db, fw_alerts_migrations, fw_alerts_nmigrations, 0, FW_SYNC_NORMAL,
+                          merr, sizeof merr);
     assert_non_null(f->st);
     f->a = fw_alerts_new(f->st, f->cfg, merr, sizeof merr);
     assert_non_null(f->a);

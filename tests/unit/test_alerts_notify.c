@@ -493,6 +493,53 @@ static void test_feed_waits_for_a_publisher_and_sms_for_a_sink(void **state)
     at_close(f);
 }
 
+/* The daemon publishes a batch's notices once that batch is durable: the
+ * rows up to the newest one at its commit, not those queued since.  And a
+ * number is never given twice, even after every row was published and
+ * deleted, so such a bound never lets a later row through. */
+static void test_feed_upto_publishes_a_prefix_and_numbers_never_repeat(void **state)
+{
+    (void)state;
+    at_fx *f = at_open(k_ini);
+    char id[32];
+    fw_alerts_set_sinks(f->a, NULL); /* queued, as between a commit and its fsync */
+    fw_hit h1 = at_hit("vague_purpose", "yellow", "101001", "ZF1", "e1");
+    assert_int_equal(at_raise(f, &h1, id), 1);
+    int64_t first = fw_alerts_feed_last(f->a);
+    assert_true(first > 0);
+    fw_hit h2 = at_hit("vague_purpose", "yellow", "101001", "ZF2", "e2");
+    assert_int_equal(at_raise(f, &h2, id), 1);
+    int64_t second = fw_alerts_feed_last(f->a);
+    assert_true(second > first);
+
+    fw_alerts_sinks s = {at_sink_publish, at_sink_webhook, at_sink_sms, f};
+    fw_alerts_set_sinks(f->a, &s);
+    fw_alerts_flush_upto(f->a, first);
+    assert_int_equal(f->npubs, 1);
+    assert_int_equal(at_sql(f, "SELECT count(*) FROM alert_feed"), 1);
+    fw_alerts_flush_upto(f->a, second);
+    assert_int_equal(f->npubs, 2);
+    assert_int_equal(at_sql(f, "SELECT count(*) FROM alert_feed"), 0);
+    json_t *p1 = json_loads(f->pubs[1].b, 0, NULL);
+    assert_non_null(p1);
+    const char *sid = json_string_value(json_object_get(json_object_get(p1, "subject"), "id"));
+    assert_non_null(sid);
+    assert_string_equal(sid, "ZF2");
+    json_decref(p1);
+
+    /* the table is empty now; the next row still gets a new number */
+    fw_alerts_set_sinks(f->a, NULL);
+    fw_hit h3 = at_hit("vague_purpose", "yellow", "101001", "ZF3", "e3");
+    assert_int_equal(at_raise(f, &h3, id), 1);
+    assert_true(fw_alerts_feed_last(f->a) > second);
+    fw_alerts_set_sinks(f->a, &s);
+    fw_alerts_flush_upto(f->a, second);
+    assert_int_equal(f->npubs, 2);
+    fw_alerts_flush(f->a);
+    assert_int_equal(f->npubs, 3);
+    at_close(f);
+}
+
 static void check_config_error(const char *ini, const char *expect)
 {
     char err[512], path[700];
@@ -505,8 +552,8 @@ static void check_config_error(const char *ini, const char *expect)
         fw_config_add_prefix(cfg, fw_alerts_config_prefixes[i]);
     if (fw_config_load(cfg, path, NULL, 0, err, sizeof err) != 0)
         fail_msg("config: %s", err);
-    fw_migration m = {"alerts", fw_alerts_schema};
-    fw_store *st = fw_store_open(":memory:", &m, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
+    fw_store *st = fw_store_open(":memory:", fw_alerts_migrations, fw_alerts_nmigrations, 0,
+                                 FW_SYNC_NORMAL, err, sizeof err);
     assert_non_null(st);
     err[0] = '\0';
     fw_alerts *a = fw_alerts_new(st, cfg, err, sizeof err);
@@ -571,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_silence_matching_and_manual_expiry),
         cmocka_unit_test(test_webhook_retries_with_backoff_then_gives_up),
         cmocka_unit_test(test_feed_waits_for_a_publisher_and_sms_for_a_sink),
+        cmocka_unit_test(test_feed_upto_publishes_a_prefix_and_numbers_never_repeat),
         cmocka_unit_test(test_config_errors_name_the_key),
         cmocka_unit_test(test_example_config_loads_and_routes),
     };

@@ -113,8 +113,8 @@ static inline at_fx *at_open(const char *ini)
     fw_metrics_reset();
     f->dir = fw_t_tmpdir("alerts");
     snprintf(f->db, sizeof f->db, "%s/fw.db", f->dir);
-    fw_migration m = {"alerts", fw_alerts_schema};
-    f->st = fw_store_open(f->db, &m, 1, 0, FW_SYNC_NORMAL, err, sizeof err);
+    f->st = fw_store_open(f->db, fw_alerts_migrations, fw_alerts_nmigrations, 0, FW_SYNC_NORMAL,
+                          err, sizeof err);
     if (!f->st)
         fail_msg("store: %s", err);
     f->cfg = fw_config_new();

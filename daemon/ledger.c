@@ -1062,19 +1062,20 @@ static int set_voucher_state(fw_ledger *l, const char *no, int64_t rowid, const 
     /* The time column is chosen from a fixed list, never from input. */
     static const struct {
         const char *event;
+        int clears_spend; /* no longer spending: out of the history's sums */
         const char *sql, *sql_rowid;
     } sqls[] = {
-        {"signed", "UPDATE vouchers SET state = 'signed', signed_at = ?2 WHERE voucher_no = ?1",
+        {"signed", 0, "UPDATE vouchers SET state = 'signed', signed_at = ?2 WHERE voucher_no = ?1",
          "UPDATE vouchers SET state = 'signed', signed_at = ?2 WHERE n = ?1"},
-        {"sent", "UPDATE vouchers SET state = 'sent', sent_at = ?2 WHERE voucher_no = ?1",
+        {"sent", 0, "UPDATE vouchers SET state = 'sent', sent_at = ?2 WHERE voucher_no = ?1",
          "UPDATE vouchers SET state = 'sent', sent_at = ?2 WHERE n = ?1"},
-        {"paid", "UPDATE vouchers SET state = 'paid', paid_at = ?2 WHERE voucher_no = ?1",
+        {"paid", 0, "UPDATE vouchers SET state = 'paid', paid_at = ?2 WHERE voucher_no = ?1",
          "UPDATE vouchers SET state = 'paid', paid_at = ?2 WHERE n = ?1"},
-        {"cancelled",
+        {"cancelled", 1,
          "UPDATE vouchers SET state = 'cancelled', spend = 0, cancelled_at = ?2"
          " WHERE voucher_no = ?1",
          "UPDATE vouchers SET state = 'cancelled', spend = 0, cancelled_at = ?2 WHERE n = ?1"},
-        {"returned",
+        {"returned", 1,
          "UPDATE vouchers SET state = 'returned', spend = 0, returned_at = ?2"
          " WHERE voucher_no = ?1",
          "UPDATE vouchers SET state = 'returned', spend = 0, returned_at = ?2 WHERE n = ?1"},
@@ -1088,7 +1089,11 @@ static int set_voucher_state(fw_ledger *l, const char *no, int64_t rowid, const 
         else
             bind_str(s, 1, no);
         sqlite3_bind_int64(s, 2, at);
-        return fw_ledger_step_done(l, s, "voucher_state");
+        if (fw_ledger_step_done(l, s, "voucher_state") != 0)
+            return -1;
+        if (rowid > 0 && sqlite3_changes(fw_store_db(l->st)) == 1)
+            fw_vcache_voucher_state_updated(l, rowid, sqls[i].clears_spend);
+        return 0;
     }
     return -1;
 }

@@ -771,6 +771,20 @@ void fw_vcache_voucher_inserted(fw_ledger *l, int64_t rowid, const char *unit_co
     c->npending--;
 }
 
+void fw_vcache_voucher_state_updated(fw_ledger *l, int64_t rowid, int spend_cleared)
+{
+    fw_vcache *c = attached_to(l);
+    if (!c || !c->loaded || c->invalid || !c->npending || c->pending[c->npending - 1] != rowid ||
+        !c->rowcap)
+        return;
+    uint32_t *slot = row_slot(c, rowid);
+    if (!*slot || !c->ents[*slot - 1].live)
+        return; /* not held: re-read as any other write */
+    if (spend_cleared)
+        c->ents[*slot - 1].spend = 0;
+    c->npending--;
+}
+
 long fw_vcache_row_reads(const fw_vcache *c)
 {
     return c ? c->row_reads : 0;

@@ -97,6 +97,14 @@ void fw_vcache_indicator_balances(fw_ledger *l, const fw_indicator *ind);
 void fw_vcache_voucher_inserted(fw_ledger *l, int64_t rowid, const char *unit_code,
                                 const char *payee_account, int64_t created_at, int64_t amount,
                                 const char *voucher_no);
+/* The ledger's state UPDATE of a voucher (set_voucher_state: state and one
+ * *_at column, and spend 0 when `spend_cleared`) changed row `rowid`: of
+ * what the history keeps, only spend may differ, so a held row takes it
+ * instead of being re-read (every signed, sent and paid event updates its
+ * voucher, and the next history answer re-read each such row: ~3 reads per
+ * new voucher in bench_e2e).  No-op unless the update hook's last noted
+ * row is that rowid. */
+void fw_vcache_voucher_state_updated(fw_ledger *l, int64_t rowid, int spend_cleared);
 /* The cache attached to the ledger's connection, or NULL (the ledger reads
  * an indicator through it before moving a reservation's amount). */
 fw_vcache *fw_vcache_of(fw_ledger *l);

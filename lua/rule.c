@@ -804,10 +804,8 @@ static int do_build_eval(lua_State *L)
     build_args *b = lua_touserdata(L, 1);
     fw_sbx *s = fw_sbx_of(L);
     lua_createtable(L, 3, 0); /* 2 */
-    if (!b->payroll && fw_sbx_lazy_ok(b->body)) {
-        /* fields converted on first read (sandbox.c, "lazy S") */
-        fw_sbx_push_lazy_event(L, (json_t *)b->body); /* 3: S */
-        s->eval_lazy = 1;
+    if (!b->payroll && fw_sbx_push_lazy_event(L, b->body)) {
+        /* 3: S, fields converted on first read (sandbox.c, "lazy S") */
         fw_sbx_push_overlay_mt(L, 3);
         lua_rawseti(L, 2, EV_MT);
         lua_settop(L, 2);
@@ -862,46 +860,12 @@ static int ensure_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi
     call_clock.serial = 0;
     s->owner = NULL;
     s->eval_serial = eval_serial;
-    s->eval_lazy = 0;
     s->eval_failed = fw_sbx_call(s, do_build_eval, &b, s->eval_err, sizeof s->eval_err) != 0;
     if (s->eval_failed) {
         snprintf(why, (size_t)whylen, "%s", s->eval_err);
         return -1;
     }
     return 0;
-}
-
-static int push_eval(lua_State *L, int i);
-
-/* The rules of an evaluation have run: convert the fields of its lazy
- * event no rule read, so that the body is released now (a v kept past its
- * call then reads a plain table).  Measured against leaving the body to
- * the collector (bench_rules realistic, same binary, alternating):
- * eval-only +6-12 %, eval+ledger +7-15 %: bodies freed at the next minor
- * collection, tens at a time, cost the allocator and the caches more than
- * converting the ~7 unread fields while they are hot. */
-static int do_finish_eval(lua_State *L)
-{
-    if (push_eval(L, EV_MT) == LUA_TTABLE) {
-        lua_pushliteral(L, "__index");
-        if (lua_rawget(L, -2) == LUA_TTABLE)
-            fw_sbx_lazy_complete(L, -1);
-    }
-    return 0;
-}
-
-void fw_rule_eval_end(fw_rule *r)
-{
-    fw_sbx *s = r->sbx;
-    if (s->eval_serial != eval_serial || s->eval_failed || !s->eval_lazy)
-        return;
-    s->eval_lazy = 0;
-    s->owner = NULL;
-    char why[200];
-    call_clock.serial = 0;
-    /* On failure (the state is full) S stays lazy and keeps the body until
-     * the collector finds S unreachable: a kept v still reads its event. */
-    fw_sbx_call(s, do_finish_eval, NULL, why, sizeof why);
 }
 
 /* Push the evaluation's value [i] (nil when absent). */

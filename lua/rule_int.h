@@ -55,7 +55,6 @@ typedef struct fw_sbx {
     uint64_t eval_serial; /* evaluation whose event eval_ref holds (0: none) */
     int eval_ref;         /* registry: that evaluation's shared event values */
     int eval_failed;      /* building them failed: eval_err says why */
-    int eval_lazy;        /* the event of eval_serial is a lazy S not completed yet */
     char eval_err[200];
 } fw_sbx;
 
@@ -103,11 +102,11 @@ void fw_sbx_push_overlay(lua_State *L, int mt);
  * fields and string bytes is converted lazily (sandbox.c, "lazy S"). */
 #define FW_SBX_LAZY_MAX_FIELDS 64
 #define FW_SBX_LAZY_MAX_BYTES (16 * 1024)
-int fw_sbx_lazy_ok(const json_t *body);
-/* Push an empty S for body (an object for which fw_sbx_lazy_ok holds)
- * whose fields are converted on their first read; S holds a reference to
- * body until it is completed or collected. */
-void fw_sbx_push_lazy_event(lua_State *L, json_t *body);
+/* If body is flat and small enough, push an empty S for it whose fields
+ * are converted on their first read, from a copy of the body that S holds
+ * (the caller may free body at once), and return 1; else push nothing and
+ * return 0. */
+int fw_sbx_push_lazy_event(lua_State *L, const json_t *body);
 /* Adds to the partial body what a read of key needs (key NULL: all that
  * is missing); raises a Lua error on failure, leaving body consistent. */
 typedef void (*fw_sbx_fill_fn)(lua_State *L, void *arg, json_t *aux, json_t *body, const char *key);
@@ -259,9 +258,6 @@ int fw_eval_push_ctx_cache(lua_State *L);
 /* Evaluate this rule for one event (all its dispatch keys).  Appends hits
  * (a failure appends one rule_error hit).  Returns hits appended. */
 int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_hit_list *hits);
-/* After the fw_rule_eval calls of an event: finish its lazy event in r's
- * state (once per state). */
-void fw_rule_eval_end(fw_rule *r);
 int fw_rule_tick(fw_rule *r, int64_t now, fw_hit_list *hits);
 /* Compute payroll.run's complete / total_net before the ledger applies. */
 int fw_payroll_info_get(fw_ledger *l, const fw_event *ev, fw_payroll_info *pi);

@@ -281,8 +281,6 @@ int fw_rules_eval(fw_rules *r, const fw_event *ev, fw_hit_list *hits)
     }
     for (int i = 0; i < r->n; i++)
         added += fw_rule_eval(r->rules[i], ev, &pi, hits);
-    for (int i = 0; i < r->n; i++)
-        fw_rule_eval_end(r->rules[i]);
     return added;
 }
 

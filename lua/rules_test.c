@@ -195,7 +195,6 @@ static int feed_events(fw_rule *r, fw_ledger *lg, const json_t *events, fw_hit_l
         fw_memo_clear(r->memo); /* as fw_rules_eval does */
         fw_rule_eval_begin();
         fw_rule_eval(r, &ev, &pi, hits);
-        fw_rule_eval_end(r);
         fw_ledger_result res;
         memset(&res, 0, sizeof res);
         rc = fw_ledger_apply(lg, &ev, &res);

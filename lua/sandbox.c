@@ -416,24 +416,28 @@ static const char overlay_key = 0; /* overlay metatable[&overlay_key] = true */
  * Converting the whole body cost ~12 us per voucher when the caches are
  * cold (every key and value becomes a Lua string, most of them new), while
  * the pack reads ~14 of ~21 voucher fields.  So for a flat body (no object
- * or array values, bounded size: lazy_ok) S starts empty: S's metatable
- * (one per state) has __index = lazy_index, which finds the key in the
- * JSON body, converts that one field exactly as fw_push_json does (money
- * is already integer fen), stores it in S and returns it; later reads of
- * it, by any rule, are plain lookups in S.  A key the body lacks (or holds
- * as null) reads as nil and is looked up again on each read.
+ * or array values, bounded size) S starts empty and holds a copy of the
+ * body's fields in one userdata (the "blob": keys and string values in one
+ * block) under a private key (&lazy_body_key, which no rule can make).
+ * S's metatable (one per state) has __index = lazy_index, which finds the
+ * key in the blob, converts that one field exactly as fw_push_json does
+ * (money is already integer fen), stores it in S and returns it; later
+ * reads of it, by any rule, are plain lookups in S.  A key the body lacks
+ * (or holds as null) reads as nil and is looked up again on each read.
  *
  * Anything that walks S (fw_lazy_settle: pairs, next, rawget, a first
  * write, ...) first completes it (fw_sbx_lazy_complete): every field not yet
- * read is converted, then the private key and S's metatable go, and the
- * body is released at once.  The engine completes S when the evaluation's
- * rules have run (fw_rule_eval_end), so a v kept past its call reads a
- * plain table afterwards.  Should that fail (the state is full), S keeps
- * the body: it holds a reference through a userdata under a private key
- * (&lazy_body_key, which no rule can make) whose __gc drops it, so the
- * caller may free its event and a kept v still converts its own event's
- * fields; the bound on a lazy body's size bounds what the collector may
- * then hold.
+ * read is converted, then the private key and S's metatable go.  Otherwise
+ * S stays lazy after its evaluation: the blob holds nothing outside the
+ * state (no __gc), so a v kept past its call converts its own event's
+ * fields from it, and the collector frees it with S.  Why a copy: the
+ * engine used to convert the fields no rule read when the evaluation ended
+ * (so that the JSON body, which the caller frees, could be released):
+ * that conversion (interning ~7 keys and values) and the protected call
+ * around it were ~6 % of an evaluation (bench_rules realistic, perf),
+ * where copying the body costs one walk and one block; and leaving the JSON
+ * body to the collector instead was slower still (bodies freed tens at a
+ * time at a minor collection).
  *
  * fw_sbx_push_lazy_fill makes an S whose body is partial, with a function
  * that adds to it (ctx.voucher: the row's columns first; the stored body
@@ -448,21 +452,50 @@ static const char overlay_key = 0; /* overlay metatable[&overlay_key] = true */
 
 static const char lazy_body_key = 0; /* S[&lazy_body_key] = body userdata */
 
-/* The body userdata: the body, and (fw_sbx_push_lazy_fill) what adds to
+/* The two kinds of body userdata: an event's copy (blob) and a JSON body
+ * with what adds to it (ctx.voucher). */
+enum { LAZY_JSON = 1, LAZY_BLOB = 2 };
+
+/* The body userdata of fw_sbx_push_lazy_fill: the body, and what adds to
  * it, with aux (held) and its argument bytes. */
 typedef struct lazy_ud {
+    int kind; /* LAZY_JSON */
     json_t *body;
     json_t *aux;
     fw_sbx_fill_fn fill; /* NULL: nothing to add */
     max_align_t arg[];
 } lazy_ud;
 
+/* The body userdata of an event's S (fw_sbx_push_lazy_event): the body's
+ * non-null fields copied into one block (keys and string values in text).
+ * It holds nothing outside the state, so it needs no __gc: a kept v reads
+ * its fields from it for as long as S lives, and the collector frees it
+ * with S. */
+enum { BLOB_STR, BLOB_INT, BLOB_REAL, BLOB_TRUE, BLOB_FALSE };
+typedef struct blob_field {
+    uint32_t key, klen; /* in text */
+    int type;
+    uint32_t slen; /* BLOB_STR: the value is text + s */
+    union {
+        uint32_t s;
+        int64_t i;
+        double d;
+    } v;
+} blob_field;
+typedef struct lazy_blob {
+    int kind; /* LAZY_BLOB */
+    int n;
+    blob_field f[]; /* then the text */
+} lazy_blob;
+#define BLOB_TEXT(b) ((const char *)((b)->f + (b)->n))
+#define BLOB_MAX_KEY_BYTES 4096
+
 /* __gc of the body userdata: release the references taken by
  * fw_sbx_push_lazy_fill (NULL once S was completed). */
 static int lazy_body_gc(lua_State *L)
 {
     lazy_ud *u = lua_touserdata(L, 1);
-    if (u) {
+    if (u && u->kind == LAZY_JSON) {
         json_decref(u->body);
         json_decref(u->aux);
         u->body = u->aux = NULL;
@@ -470,14 +503,17 @@ static int lazy_body_gc(lua_State *L)
     return 0;
 }
 
-/* The body userdata of the lazy S at idx, or NULL (not lazy, or completed). */
-static lazy_ud *lazy_get(lua_State *L, int idx)
+/* The body userdata of the lazy S at idx (its kind is its first int), or
+ * NULL (not lazy, or completed). */
+static void *lazy_get(lua_State *L, int idx)
 {
-    lazy_ud *u = NULL;
+    void *u = NULL;
     if (lua_rawgetp(L, idx, &lazy_body_key) == LUA_TUSERDATA)
         u = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    return u && u->body ? u : NULL;
+    if (u && *(int *)u == LAZY_JSON && !((lazy_ud *)u)->body)
+        return NULL;
+    return u;
 }
 
 /* Push the Lua value of field j of the body as the eager conversion did:
@@ -491,6 +527,34 @@ static void lazy_push_field(lua_State *L, const json_t *j)
     }
 }
 
+static const blob_field *blob_find(const lazy_blob *b, const char *k, size_t kl)
+{
+    const char *text = BLOB_TEXT(b);
+    for (int i = 0; i < b->n; i++)
+        if (b->f[i].klen == kl && memcmp(text + b->f[i].key, k, kl) == 0)
+            return &b->f[i];
+    return NULL;
+}
+
+/* Push the value of a blob field, as fw_push_json would have. */
+static void blob_push(lua_State *L, const lazy_blob *b, const blob_field *f)
+{
+    switch (f->type) {
+    case BLOB_STR:
+        lua_pushlstring(L, BLOB_TEXT(b) + f->v.s, f->slen);
+        break;
+    case BLOB_INT:
+        lua_pushinteger(L, (lua_Integer)f->v.i);
+        break;
+    case BLOB_REAL:
+        lua_pushnumber(L, f->v.d);
+        break;
+    default:
+        lua_pushboolean(L, f->type == BLOB_TRUE);
+        break;
+    }
+}
+
 /* S's __index(S, k): convert field k on its first read. */
 static int lazy_index(lua_State *L)
 {
@@ -498,15 +562,25 @@ static int lazy_index(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING)
         return 0;
     const char *k = lua_tolstring(L, 2, &kl);
-    lazy_ud *u = lazy_get(L, 1);
-    const json_t *j = u ? json_object_getn(u->body, k, kl) : NULL;
-    if (!j && u && u->fill) {
-        u->fill(L, u->arg, u->aux, u->body, k);
-        j = json_object_getn(u->body, k, kl);
-    }
-    if (!j || json_is_null(j))
+    void *p = lazy_get(L, 1);
+    if (!p)
         return 0;
-    lazy_push_field(L, j);
+    if (*(int *)p == LAZY_BLOB) {
+        const blob_field *f = blob_find(p, k, kl);
+        if (!f)
+            return 0;
+        blob_push(L, p, f);
+    } else {
+        lazy_ud *u = p;
+        const json_t *j = json_object_getn(u->body, k, kl);
+        if (!j && u->fill) {
+            u->fill(L, u->arg, u->aux, u->body, k);
+            j = json_object_getn(u->body, k, kl);
+        }
+        if (!j || json_is_null(j))
+            return 0;
+        lazy_push_field(L, j);
+    }
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
@@ -516,15 +590,36 @@ static int lazy_index(lua_State *L)
 void fw_sbx_lazy_complete(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
-    lazy_ud *u = lazy_get(L, idx);
-    if (!u)
+    void *p = lazy_get(L, idx);
+    if (!p)
         return;
+    luaL_checkstack(L, 8, "event");
+    if (*(int *)p == LAZY_BLOB) {
+        const lazy_blob *b = p;
+        const char *text = BLOB_TEXT(b);
+        for (int i = 0; i < b->n; i++) {
+            lua_pushlstring(L, text + b->f[i].key, b->f[i].klen);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, idx) != LUA_TNIL) {
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_pop(L, 1);
+            blob_push(L, b, &b->f[i]);
+            lua_rawset(L, idx);
+        }
+        lua_pushnil(L);
+        lua_rawsetp(L, idx, &lazy_body_key);
+        lua_pushnil(L);
+        lua_setmetatable(L, idx);
+        return;
+    }
+    lazy_ud *u = p;
     if (u->fill) {
         u->fill(L, u->arg, u->aux, u->body, NULL);
         u->fill = NULL;
     }
     json_t *body = u->body;
-    luaL_checkstack(L, 8, "event");
     const char *k;
     json_t *j;
     json_object_foreach(body, k, j)
@@ -550,23 +645,6 @@ void fw_sbx_lazy_complete(lua_State *L, int idx)
     u->body = u->aux = NULL;
 }
 
-int fw_sbx_lazy_ok(const json_t *body)
-{
-    if (!json_is_object(body) || json_object_size(body) > FW_SBX_LAZY_MAX_FIELDS)
-        return 0;
-    size_t bytes = 0;
-    const char *k;
-    json_t *j;
-    json_object_foreach((json_t *)body, k, j)
-    {
-        if (json_is_object(j) || json_is_array(j))
-            return 0;
-        if (json_is_string(j))
-            bytes += json_string_length(j);
-    }
-    return bytes <= FW_SBX_LAZY_MAX_BYTES;
-}
-
 void *fw_sbx_push_lazy_fill(lua_State *L, json_t *body, json_t *aux, fw_sbx_fill_fn fill,
                             size_t arg_len)
 {
@@ -577,6 +655,7 @@ void *fw_sbx_push_lazy_fill(lua_State *L, json_t *body, json_t *aux, fw_sbx_fill
     memset(u, 0, sizeof *u + arg_len);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_body_mt_ref);
     lua_setmetatable(L, -2);
+    u->kind = LAZY_JSON;
     u->body = json_incref(body);
     u->aux = json_incref(aux);
     u->fill = fill;
@@ -586,9 +665,73 @@ void *fw_sbx_push_lazy_fill(lua_State *L, json_t *body, json_t *aux, fw_sbx_fill
     return u->arg;
 }
 
-void fw_sbx_push_lazy_event(lua_State *L, json_t *body)
+int fw_sbx_push_lazy_event(lua_State *L, const json_t *body)
 {
-    fw_sbx_push_lazy_fill(L, body, NULL, NULL, 0);
+    /* One walk to size the copy and see that the body is flat and small... */
+    if (!json_is_object(body) || json_object_size(body) > FW_SBX_LAZY_MAX_FIELDS)
+        return 0;
+    size_t n = 0, kbytes = 0, sbytes = 0;
+    const char *k;
+    json_t *j;
+    json_object_foreach((json_t *)body, k, j)
+    {
+        if (json_is_object(j) || json_is_array(j))
+            return 0;
+        if (json_is_null(j))
+            continue;
+        n++;
+        kbytes += strlen(k);
+        if (json_is_string(j))
+            sbytes += json_string_length(j);
+    }
+    if (sbytes > FW_SBX_LAZY_MAX_BYTES || kbytes > BLOB_MAX_KEY_BYTES)
+        return 0;
+    /* ...and one to copy it. */
+    fw_sbx *s = fw_sbx_of(L);
+    luaL_checkstack(L, 4, "event");
+    lua_createtable(L, 0, (int)n + 1); /* S */
+    lazy_blob *b = lua_newuserdatauv(L, sizeof *b + n * sizeof(blob_field) + kbytes + sbytes, 0);
+    b->kind = LAZY_BLOB;
+    b->n = (int)n;
+    char *text = (char *)(b->f + n);
+    uint32_t off = 0;
+    blob_field *f = b->f;
+    json_object_foreach((json_t *)body, k, j)
+    {
+        if (json_is_null(j))
+            continue;
+        size_t kl = strlen(k);
+        memcpy(text + off, k, kl);
+        f->key = off;
+        f->klen = (uint32_t)kl;
+        off += (uint32_t)kl;
+        f->slen = 0;
+        switch (json_typeof(j)) {
+        case JSON_STRING:
+            f->type = BLOB_STR;
+            f->slen = (uint32_t)json_string_length(j);
+            memcpy(text + off, json_string_value(j), f->slen);
+            f->v.s = off;
+            off += f->slen;
+            break;
+        case JSON_INTEGER:
+            f->type = BLOB_INT;
+            f->v.i = (int64_t)json_integer_value(j);
+            break;
+        case JSON_REAL:
+            f->type = BLOB_REAL;
+            f->v.d = json_real_value(j);
+            break;
+        default:
+            f->type = json_is_true(j) ? BLOB_TRUE : BLOB_FALSE;
+            break;
+        }
+        f++;
+    }
+    lua_rawsetp(L, -2, &lazy_body_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_mt_ref);
+    lua_setmetatable(L, -2);
+    return 1;
 }
 
 /* Whether the value at idx is an unsettled overlay (T). */

@@ -300,6 +300,64 @@ static int field_int(lua_State *L, int t, const char *name, const char *fn, int6
     return present;
 }
 
+/* Keys of the tables the ctx functions build, made once per state: the
+ * functions' shared upvalue 1 is the array of them (fw_ctx_open), so that
+ * a key is pushed with one rawgeti instead of lua_setfield's lookup of the
+ * C string (a hash of its address, a strcmp, often a miss and a new
+ * hash), which was a third of building an indicator or a ctx.time table. */
+enum {
+    K_INDICATOR_ID = 1,
+    K_UNIT_CODE,
+    K_YEAR,
+    K_FUNC_CLASS,
+    K_ECON_CLASS,
+    K_FUND_TYPE,
+    K_FUND_SOURCE,
+    K_PROJECT_CODE,
+    K_FLAGS,
+    K_ALLOCATED,
+    K_FROZEN,
+    K_PAID,
+    K_AVAILABLE,
+    K_MONTH,
+    K_DAY,
+    K_HOUR,
+    K_MIN,
+    K_SEC,
+    K_WDAY,
+    K_COUNT,
+    K_TOTAL,
+    K__END
+};
+static const char *const key_names[K__END] = {
+    NULL,        "indicator_id", "unit_code",    "year",  "func_class", "econ_class",
+    "fund_type", "fund_source",  "project_code", "flags", "allocated",  "frozen",
+    "paid",      "available",    "month",        "day",   "hour",       "min",
+    "sec",       "wday",         "count",        "total"};
+
+/* t[key k] = the value on top (popped); t is the table below it.  Only in
+ * the ctx functions (upvalue 1). */
+static void set_key(lua_State *L, int k)
+{
+    lua_rawgeti(L, lua_upvalueindex(1), k);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+}
+
+static void set_key_int(lua_State *L, int k, lua_Integer v)
+{
+    lua_rawgeti(L, lua_upvalueindex(1), k);
+    lua_pushinteger(L, v);
+    lua_rawset(L, -3);
+}
+
+static void set_key_str(lua_State *L, int k, const char *v)
+{
+    lua_rawgeti(L, lua_upvalueindex(1), k);
+    lua_pushstring(L, v);
+    lua_rawset(L, -3);
+}
+
 /* ctx.yuan(fen) -> "12345.67" */
 static int ctx_yuan(lua_State *L)
 {
@@ -328,20 +386,13 @@ static int ctx_time(lua_State *L)
     int y, mo, d, h, mi, s, wd;
     fw_time_local(opt_time(L, 1), &y, &mo, &d, &h, &mi, &s, &wd);
     lua_createtable(L, 0, 7);
-    lua_pushinteger(L, y);
-    lua_setfield(L, -2, "year");
-    lua_pushinteger(L, mo);
-    lua_setfield(L, -2, "month");
-    lua_pushinteger(L, d);
-    lua_setfield(L, -2, "day");
-    lua_pushinteger(L, h);
-    lua_setfield(L, -2, "hour");
-    lua_pushinteger(L, mi);
-    lua_setfield(L, -2, "min");
-    lua_pushinteger(L, s);
-    lua_setfield(L, -2, "sec");
-    lua_pushinteger(L, wd);
-    lua_setfield(L, -2, "wday");
+    set_key_int(L, K_YEAR, y);
+    set_key_int(L, K_MONTH, mo);
+    set_key_int(L, K_DAY, d);
+    set_key_int(L, K_HOUR, h);
+    set_key_int(L, K_MIN, mi);
+    set_key_int(L, K_SEC, s);
+    set_key_int(L, K_WDAY, wd);
     return 1;
 }
 
@@ -405,22 +456,14 @@ static void push_indicator(lua_State *L, const fw_indicator *found, int shared)
 {
     const fw_indicator ind = *found;
     lua_createtable(L, 0, 14);
-    lua_pushstring(L, ind.indicator_id);
-    lua_setfield(L, -2, "indicator_id");
-    lua_pushstring(L, ind.unit_code);
-    lua_setfield(L, -2, "unit_code");
-    lua_pushinteger(L, ind.year);
-    lua_setfield(L, -2, "year");
-    lua_pushstring(L, ind.func_class);
-    lua_setfield(L, -2, "func_class");
-    lua_pushstring(L, ind.econ_class);
-    lua_setfield(L, -2, "econ_class");
-    lua_pushstring(L, ind.fund_type);
-    lua_setfield(L, -2, "fund_type");
-    lua_pushstring(L, ind.fund_source);
-    lua_setfield(L, -2, "fund_source");
-    lua_pushstring(L, ind.project_code);
-    lua_setfield(L, -2, "project_code");
+    set_key_str(L, K_INDICATOR_ID, ind.indicator_id);
+    set_key_str(L, K_UNIT_CODE, ind.unit_code);
+    set_key_int(L, K_YEAR, ind.year);
+    set_key_str(L, K_FUNC_CLASS, ind.func_class);
+    set_key_str(L, K_ECON_CLASS, ind.econ_class);
+    set_key_str(L, K_FUND_TYPE, ind.fund_type);
+    set_key_str(L, K_FUND_SOURCE, ind.fund_source);
+    set_key_str(L, K_PROJECT_CODE, ind.project_code);
     if (shared) {
         push_flag_set(L, ind.flags & 31);
     } else {
@@ -431,20 +474,47 @@ static void push_indicator(lua_State *L, const fw_indicator *found, int shared)
                 lua_setfield(L, -2, flag_names[i]);
             }
     }
-    lua_setfield(L, -2, "flags");
-    lua_pushinteger(L, ind.allocated);
-    lua_setfield(L, -2, "allocated");
-    lua_pushinteger(L, ind.frozen);
-    lua_setfield(L, -2, "frozen");
-    lua_pushinteger(L, ind.paid);
-    lua_setfield(L, -2, "paid");
-    lua_pushinteger(L, ind.available);
-    lua_setfield(L, -2, "available");
+    set_key(L, K_FLAGS);
+    set_key_int(L, K_ALLOCATED, ind.allocated);
+    set_key_int(L, K_FROZEN, ind.frozen);
+    set_key_int(L, K_PAID, ind.paid);
+    set_key_int(L, K_AVAILABLE, ind.available);
 }
+/* Slot of the evaluation's ctx cache (fw_eval_push_ctx_cache) that holds
+ * the indicator tables by id (false: no such indicator). */
+#define CTX_CACHE_IND 1
+
 /* ctx.indicator(id) -> nil or the indicator with balances (fen) */
 static int ctx_indicator(lua_State *L)
 {
-    const char *id = luaL_checkstring(L, 1);
+    luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    /* In an evaluation, the table is built once and each call gets an
+     * overlay of it (like v: reads fall through, a write makes the copy the
+     * rule's own; flags is read-only).  Looked up first: the later calls of
+     * an evaluation (most of them) need neither the memo nor the cache. */
+    int t = 0;
+    if (fw_eval_push_ctx_cache(L)) { /* 2 */
+        if (lua_rawgeti(L, 2, CTX_CACHE_IND) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, 2, CTX_CACHE_IND);
+        }
+        t = 3;
+        lua_pushvalue(L, 1);
+        int ty = lua_rawget(L, t);
+        if (ty == LUA_TTABLE) {
+            fw_sbx_push_overlay(L, -1);
+            return 1;
+        }
+        if (ty == LUA_TBOOLEAN) {
+            lua_pushnil(L);
+            return 1;
+        }
+        lua_pop(L, 1);
+    }
+    const char *id = lua_tostring(L, 1);
     fw_ledger *lg = ctx_ledger(L);
     fw_memo *m = ctx_memo(L);
     fw_indicator local;
@@ -469,31 +539,23 @@ static int ctx_indicator(lua_State *L)
             found = NULL;
     }
     if (!found) {
+        if (t) {
+            lua_pushvalue(L, 1);
+            lua_pushboolean(L, 0);
+            lua_rawset(L, t);
+        }
         lua_pushnil(L);
         return 1;
     }
-    /* In an evaluation, the table is built once and each call gets an
-     * overlay of it (like v: reads fall through, a write makes the copy the
-     * rule's own; flags is read-only). */
-    if (!fw_eval_push_ctx_cache(L)) {
+    if (!t) {
         push_indicator(L, found, 0);
         return 1;
     }
-    int c = lua_gettop(L);
-    if (lua_getfield(L, c, "ind") != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, c, "ind");
-    }
-    int t = lua_gettop(L);
-    if (lua_getfield(L, t, id) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        push_indicator(L, found, 1);
-        fw_sbx_push_overlay_mt(L, -1);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, t, id);
-    }
+    push_indicator(L, found, 1);
+    fw_sbx_push_overlay_mt(L, -1);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, t);
     fw_sbx_push_overlay(L, -1);
     return 1;
 }
@@ -835,10 +897,8 @@ static int ctx_history(lua_State *L)
         }
     }
     lua_createtable(L, 0, 2);
-    lua_pushinteger(L, res.count);
-    lua_setfield(L, -2, "count");
-    lua_pushinteger(L, res.total);
-    lua_setfield(L, -2, "total");
+    set_key_int(L, K_COUNT, res.count);
+    set_key_int(L, K_TOTAL, res.total);
     return 1;
 }
 
@@ -1211,7 +1271,13 @@ void fw_ctx_open(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, CTX_LISTS);
-    luaL_newlib(L, ctx_funcs);
+    luaL_newlibtable(L, ctx_funcs);
+    lua_createtable(L, K__END - 1, 0); /* the keys: upvalue 1 of every function */
+    for (int k = 1; k < K__END; k++) {
+        lua_pushstring(L, key_names[k]);
+        lua_rawseti(L, -2, k);
+    }
+    luaL_setfuncs(L, ctx_funcs, 1);
     lua_createtable(L, 0, 2);
     lua_insert(L, -2);
     lua_setfield(L, -2, "__index");

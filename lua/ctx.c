@@ -6,8 +6,8 @@
  *
  * Each rule has one ctx, made when it is loaded: a read-only proxy over a
  * fields table {params, event, run} (the engine sets params when the rule's
- * params change, event and run before each call) whose metatable falls
- * through to the functions below.  Nothing is built per call, and a rule
+ * params change, event and run before each call) that also holds the
+ * functions below (copied in when it is made).  Nothing is built per call, and a rule
  * cannot write into ctx.  Every function reads through the ledger's
  * indexed queries (daemon/ledger.h); none scans.  JSON results from the
  * ledger are held by the sandbox until the call ends, so a Lua error while
@@ -455,6 +455,27 @@ static void push_flag_set(lua_State *L, int flags)
 static void push_indicator(lua_State *L, const fw_indicator *found, int shared)
 {
     const fw_indicator ind = *found;
+    if (shared) {
+        /* Lazy like v (sandbox.c, "lazy S"): the rules read a few of the
+         * fields (class_mismatch the classes, over_balance the balances),
+         * and building the whole table was most of ctx.indicator. */
+        const fw_sbx_field f[] = {{"indicator_id", ind.indicator_id, 0},
+                                  {"unit_code", ind.unit_code, 0},
+                                  {"year", NULL, ind.year},
+                                  {"func_class", ind.func_class, 0},
+                                  {"econ_class", ind.econ_class, 0},
+                                  {"fund_type", ind.fund_type, 0},
+                                  {"fund_source", ind.fund_source, 0},
+                                  {"project_code", ind.project_code, 0},
+                                  {"allocated", NULL, ind.allocated},
+                                  {"frozen", NULL, ind.frozen},
+                                  {"paid", NULL, ind.paid},
+                                  {"available", NULL, ind.available}};
+        fw_sbx_push_lazy_fields(L, f, (int)(sizeof f / sizeof f[0]), 1);
+        push_flag_set(L, ind.flags & 31);
+        set_key(L, K_FLAGS);
+        return;
+    }
     lua_createtable(L, 0, 14);
     set_key_str(L, K_INDICATOR_ID, ind.indicator_id);
     set_key_str(L, K_UNIT_CODE, ind.unit_code);
@@ -1288,8 +1309,19 @@ void fw_ctx_open(lua_State *L)
 
 void fw_ctx_create(lua_State *L)
 {
-    lua_createtable(L, 0, 3);
+    /* The functions are copied into R, next to params, event and run: a
+     * rule's ctx.<function> is then one table lookup behind the proxy, not
+     * two (R's metatable still falls through to them). */
+    lua_createtable(L, 0, (int)(sizeof ctx_funcs / sizeof ctx_funcs[0]) + 3);
     lua_getfield(L, LUA_REGISTRYINDEX, CTX_MT);
+    lua_getfield(L, -1, "__index");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -6);
+    }
+    lua_pop(L, 1);
     lua_setmetatable(L, -2);
     fw_sbx_push_readonly(L, -1);
 }

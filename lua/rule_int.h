@@ -46,6 +46,7 @@ typedef struct fw_sbx {
     int genv_ref;                      /* registry: the sandbox globals (never handed out) */
     int envmt_ref;                     /* registry: metatable of the rules' environments */
     int lazy_mt_ref, lazy_body_mt_ref; /* registry: metatables of a lazy event (sandbox.c) */
+    int mtkeys_ref;                    /* registry: {"__index", "__newindex", "__pairs"} */
     void *owner;  /* the fw_rule being called (NULL: the engine, a test file) */
     json_t *keep; /* json values to release after the current call */
     void *pool_free[FW_SBX_POOL_MAX / 16 + 1]; /* free blocks by 16-byte class */
@@ -107,6 +108,16 @@ void fw_sbx_push_overlay(lua_State *L, int mt);
  * (the caller may free body at once), and return 1; else push nothing and
  * return 0. */
 int fw_sbx_push_lazy_event(lua_State *L, const json_t *body);
+/* The same for a table the engine makes of C values (ctx.indicator): the
+ * fields (a string, or an integer when str is NULL) are copied and each
+ * becomes a Lua value on its first read; room is made for `more` fields
+ * the caller sets at once (raw). */
+typedef struct fw_sbx_field {
+    const char *key;
+    const char *str;
+    int64_t num;
+} fw_sbx_field;
+void fw_sbx_push_lazy_fields(lua_State *L, const fw_sbx_field *fields, int n, int more);
 /* Adds to the partial body what a read of key needs (key NULL: all that
  * is missing); raises a Lua error on failure, leaving body consistent. */
 typedef void (*fw_sbx_fill_fn)(lua_State *L, void *arg, json_t *aux, json_t *body, const char *key);
@@ -162,9 +173,8 @@ void fw_memo_free(fw_memo *m);
 /* Register the ctx function table in a state (registry "fw.ctxmt"), once. */
 void fw_ctx_open(lua_State *L);
 /* Push a rule's ctx: its fields table R ({params, event, run}, set by the
- * engine: params at set-up, event and run per call; its metatable falls
- * through to the ctx functions), then the read-only proxy of R that the
- * rule gets. */
+ * engine: params at set-up, event and run per call; and the ctx functions,
+ * copied in), then the read-only proxy of R that the rule gets. */
 void fw_ctx_create(lua_State *L);
 
 /* ---- rule.c ---- */

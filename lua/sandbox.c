@@ -734,6 +734,43 @@ int fw_sbx_push_lazy_event(lua_State *L, const json_t *body)
     return 1;
 }
 
+void fw_sbx_push_lazy_fields(lua_State *L, const fw_sbx_field *fields, int n, int more)
+{
+    fw_sbx *s = fw_sbx_of(L);
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += strlen(fields[i].key) + (fields[i].str ? strlen(fields[i].str) : 0);
+    luaL_checkstack(L, 4, "lazy table");
+    lua_createtable(L, 0, n + more + 1); /* S */
+    lazy_blob *b = lua_newuserdatauv(L, sizeof *b + (size_t)n * sizeof(blob_field) + bytes, 0);
+    b->kind = LAZY_BLOB;
+    b->n = n;
+    char *text = (char *)(b->f + n);
+    uint32_t off = 0;
+    for (int i = 0; i < n; i++) {
+        blob_field *f = &b->f[i];
+        size_t kl = strlen(fields[i].key);
+        memcpy(text + off, fields[i].key, kl);
+        f->key = off;
+        f->klen = (uint32_t)kl;
+        off += (uint32_t)kl;
+        f->slen = 0;
+        if (fields[i].str) {
+            f->type = BLOB_STR;
+            f->slen = (uint32_t)strlen(fields[i].str);
+            memcpy(text + off, fields[i].str, f->slen);
+            f->v.s = off;
+            off += f->slen;
+        } else {
+            f->type = BLOB_INT;
+            f->v.i = fields[i].num;
+        }
+    }
+    lua_rawsetp(L, -2, &lazy_body_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_mt_ref);
+    lua_setmetatable(L, -2);
+}
+
 /* Whether the value at idx is an unsettled overlay (T). */
 static int overlay_is(lua_State *L, int idx)
 {
@@ -798,13 +835,20 @@ static int ev_pairs(lua_State *L)
 void fw_sbx_push_overlay_mt(lua_State *L, int src)
 {
     src = lua_absindex(L, src);
+    /* keys from the state's array (made once): lua_setfield would look
+     * each C string up first (made once per evaluation and ctx table) */
     lua_createtable(L, 0, 4);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fw_sbx_of(L)->mtkeys_ref);
+    lua_rawgeti(L, -1, 1);
     lua_pushvalue(L, src);
-    lua_setfield(L, -2, "__index");
+    lua_rawset(L, -4);
+    lua_rawgeti(L, -1, 2);
     lua_pushcfunction(L, ev_newindex);
-    lua_setfield(L, -2, "__newindex");
+    lua_rawset(L, -4);
+    lua_rawgeti(L, -1, 3);
     lua_pushcfunction(L, ev_pairs);
-    lua_setfield(L, -2, "__pairs");
+    lua_rawset(L, -4);
+    lua_pop(L, 1);
     lua_pushboolean(L, 1);
     lua_rawsetp(L, -2, &overlay_key);
 }
@@ -1102,6 +1146,14 @@ static int sbx_setup(lua_State *L)
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     s->lazy_body_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 3, 0); /* keys of an overlay's metatable */
+    lua_pushliteral(L, "__index");
+    lua_rawseti(L, -2, 1);
+    lua_pushliteral(L, "__newindex");
+    lua_rawseti(L, -2, 2);
+    lua_pushliteral(L, "__pairs");
+    lua_rawseti(L, -2, 3);
+    s->mtkeys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 

@@ -315,6 +315,52 @@ static void nested_and_large_bodies(void **state)
     tl_close(&e);
 }
 
+/* ctx.indicator's table is lazy too: ia reads one field and walks it
+ * (every field, the unread ones converted then: 12 and flags); ib reads
+ * after that walk; ic keeps its table and reads fields nobody read in a
+ * later call, after the ledger moved on and the state collected garbage
+ * (the values it had); flags stays read-only. */
+static void lazy_indicator_table(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    tl_write(
+        e.dir, "ia.lua",
+        RULE("ia",
+             "    local ind = ctx.indicator(v.indicator_id)\n"
+             "    local first = ind.econ_class\n"
+             "    local n, src = 0, nil\n"
+             "    for k, x in pairs(ind) do n = n + 1; if k == 'fund_source' then src = x end end\n"
+             "    return ('%%s %%d %%s %%s'):format(first, n, src, tostring(ind.flags.salary))"));
+    tl_write(e.dir, "ib.lua",
+             RULE("ib",
+                  "    local ind = ctx.indicator(v.indicator_id)\n"
+                  "    local ok = pcall(function() ind.flags.salary = false end)\n"
+                  "    return ('%%s %%d %%s'):format(ind.unit_code, ind.available, tostring(ok))"));
+    tl_write(e.dir, "ic.lua",
+             "local saved\n" RULE("ic", "    local before = saved\n"
+                                        "    saved = ctx.indicator(v.indicator_id)\n"
+                                        "    if before == nil then return nil end\n"
+                                        "    local junk = {}\n"
+                                        "    for i = 1, 20000 do junk[i %% 100 + 1] = { i } end\n"
+                                        "    return ('%%d %%d %%s %%d'):format(before.frozen, "
+                                        "before.year, before.project_code, saved.frozen)"));
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    tl_feed(&e, r, "fiscal.indicator.101001", TL_ALLOCATE("ZB2024-101001-0001", "1000.00"), &hits);
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "100.00"), &hits);
+    assert_string_equal(msg_of(&hits, "ia"), "30201 13 一般公共预算 true");
+    assert_string_equal(msg_of(&hits, "ib"), "101001 100000 false");
+    assert_null(tl_find(&hits, "ic", NULL));
+    fw_hit_list_clear(&hits);
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF2", "50.00"), &hits);
+    assert_string_equal(msg_of(&hits, "ic"), "0 2024  10000");
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
 /* The memo: every rule gets its own table from the shared C result (one
  * rule's change is not seen by the next), and the next evaluation sees the
  * ledger after the previous event was applied. */
@@ -355,6 +401,7 @@ int main(void)
         cmocka_unit_test(write_first_then_others_read),
         cmocka_unit_test(unknown_and_null_fields_are_nil),
         cmocka_unit_test(nested_and_large_bodies),
+        cmocka_unit_test(lazy_indicator_table),
         cmocka_unit_test(memo_copies_and_clears),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

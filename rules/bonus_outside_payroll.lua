@@ -29,6 +29,10 @@ return {
       return nil
     end
     local purpose, found = v.purpose or "", {}
+    -- one C call finds whether any word is there (the usual answer: none)
+    if ctx.find_word(purpose, ctx.params.words_list) == nil then
+      return nil
+    end
     for _, w in ipairs(sorted_list(ctx, ctx.params.words_list)) do
       if ctx.contains(purpose, w) then found[#found + 1] = w end
     end

@@ -78,6 +78,8 @@ struct fw_memo {
     memo_chunk *chunks; /* the newest first */
     char *kbuf;         /* the key being built: function tag, then the arguments */
     size_t klen, kcap;
+    uint64_t khash; /* its hash, when khash_ok (memo_find computed it) */
+    int khash_ok;
 };
 
 fw_memo *fw_memo_new(void)
@@ -160,6 +162,7 @@ static void key_bytes(fw_memo *m, const void *p, size_t n)
     }
     memcpy(m->kbuf + m->klen, p, n);
     m->klen += n;
+    m->khash_ok = 0;
 }
 
 static void key_start(fw_memo *m, char fn)
@@ -185,14 +188,21 @@ static void key_int(fw_memo *m, int64_t v)
     key_bytes(m, &v, sizeof v);
 }
 
+/* Hash of the key just built, 8 bytes at a time (a ctx.history key is
+ * ~100 bytes: byte-wise FNV was a third of the memo's cost). */
 static uint64_t key_hash(const fw_memo *m)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < m->klen; i++) {
-        h ^= (unsigned char)m->kbuf[i];
-        h *= 1099511628211ULL;
+    uint64_t h = 1469598103934665603ULL ^ m->klen;
+    size_t i = 0;
+    for (; i + 8 <= m->klen; i += 8) {
+        uint64_t w;
+        memcpy(&w, m->kbuf + i, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
     }
-    return h;
+    for (; i < m->klen; i++)
+        h = (h ^ (unsigned char)m->kbuf[i]) * 1099511628211ULL;
+    return h ^ (h >> 32);
 }
 
 /* The entry for the key just built, or NULL (m may be NULL: no memo). */
@@ -200,7 +210,8 @@ static memo_entry *memo_find(fw_memo *m)
 {
     if (!m)
         return NULL;
-    uint64_t h = key_hash(m);
+    uint64_t h = m->khash = key_hash(m);
+    m->khash_ok = 1;
     size_t mask = m->cap - 1;
     for (size_t i = h & mask; m->slots[i]; i = (i + 1) & mask) {
         memo_entry *e = m->slots[i];
@@ -237,8 +248,8 @@ static memo_entry *memo_add(fw_memo *m)
         m->cap = cap;
     }
     memo_entry *e = memo_alloc(m, sizeof *e + m->klen);
-    memset(e, 0, offsetof(memo_entry, ind)); /* ind is written by who uses it */
-    e->hash = key_hash(m);
+    memset(e, 0, offsetof(memo_entry, ind));        /* ind is written by who uses it */
+    e->hash = m->khash_ok ? m->khash : key_hash(m); /* memo_find hashed it */
     e->klen = m->klen;
     memcpy(e->key, m->kbuf, m->klen);
     memo_put(m->slots, m->cap, e);
@@ -455,27 +466,6 @@ static void push_flag_set(lua_State *L, int flags)
 static void push_indicator(lua_State *L, const fw_indicator *found, int shared)
 {
     const fw_indicator ind = *found;
-    if (shared) {
-        /* Lazy like v (sandbox.c, "lazy S"): the rules read a few of the
-         * fields (class_mismatch the classes, over_balance the balances),
-         * and building the whole table was most of ctx.indicator. */
-        const fw_sbx_field f[] = {{"indicator_id", ind.indicator_id, 0},
-                                  {"unit_code", ind.unit_code, 0},
-                                  {"year", NULL, ind.year},
-                                  {"func_class", ind.func_class, 0},
-                                  {"econ_class", ind.econ_class, 0},
-                                  {"fund_type", ind.fund_type, 0},
-                                  {"fund_source", ind.fund_source, 0},
-                                  {"project_code", ind.project_code, 0},
-                                  {"allocated", NULL, ind.allocated},
-                                  {"frozen", NULL, ind.frozen},
-                                  {"paid", NULL, ind.paid},
-                                  {"available", NULL, ind.available}};
-        fw_sbx_push_lazy_fields(L, f, (int)(sizeof f / sizeof f[0]), 1);
-        push_flag_set(L, ind.flags & 31);
-        set_key(L, K_FLAGS);
-        return;
-    }
     lua_createtable(L, 0, 14);
     set_key_str(L, K_INDICATOR_ID, ind.indicator_id);
     set_key_str(L, K_UNIT_CODE, ind.unit_code);

@@ -805,7 +805,19 @@ static int do_build_eval(lua_State *L)
     fw_sbx *s = fw_sbx_of(L);
     lua_createtable(L, 3, 0); /* 2 */
     if (!b->payroll && fw_sbx_push_lazy_event(L, b->body)) {
-        /* 3: S, fields converted on first read (sandbox.c, "lazy S") */
+        /* 3: S, fields converted on first read (sandbox.c, "lazy S"); the
+         * fields the rules read in the previous evaluation's S are
+         * converted now, in one go: the rules of a state read the same
+         * fields of event after event, and a first read through S's
+         * __index (a metamethod call) cost several times as much. */
+        if (s->eval_ref != LUA_NOREF &&
+            lua_rawgeti(L, LUA_REGISTRYINDEX, s->eval_ref) == LUA_TTABLE &&
+            lua_rawgeti(L, -1, EV_MT) == LUA_TTABLE) {
+            lua_pushliteral(L, "__index");
+            if (lua_rawget(L, -2) == LUA_TTABLE)
+                fw_sbx_lazy_prefill(L, 3, -1);
+        }
+        lua_settop(L, 3);
         fw_sbx_push_overlay_mt(L, 3);
         lua_rawseti(L, 2, EV_MT);
         lua_settop(L, 2);

@@ -108,16 +108,9 @@ void fw_sbx_push_overlay(lua_State *L, int mt);
  * (the caller may free body at once), and return 1; else push nothing and
  * return 0. */
 int fw_sbx_push_lazy_event(lua_State *L, const json_t *body);
-/* The same for a table the engine makes of C values (ctx.indicator): the
- * fields (a string, or an integer when str is NULL) are copied and each
- * becomes a Lua value on its first read; room is made for `more` fields
- * the caller sets at once (raw). */
-typedef struct fw_sbx_field {
-    const char *key;
-    const char *str;
-    int64_t num;
-} fw_sbx_field;
-void fw_sbx_push_lazy_fields(lua_State *L, const fw_sbx_field *fields, int n, int more);
+/* Convert now the fields of the lazy S at idx (an event's) that the table
+ * at prev holds (raw string keys: the fields read of an earlier S). */
+void fw_sbx_lazy_prefill(lua_State *L, int idx, int prev);
 /* Adds to the partial body what a read of key needs (key NULL: all that
  * is missing); raises a Lua error on failure, leaving body consistent. */
 typedef void (*fw_sbx_fill_fn)(lua_State *L, void *arg, json_t *aux, json_t *body, const char *key);

@@ -734,41 +734,29 @@ int fw_sbx_push_lazy_event(lua_State *L, const json_t *body)
     return 1;
 }
 
-void fw_sbx_push_lazy_fields(lua_State *L, const fw_sbx_field *fields, int n, int more)
+void fw_sbx_lazy_prefill(lua_State *L, int idx, int prev)
 {
-    fw_sbx *s = fw_sbx_of(L);
-    size_t bytes = 0;
-    for (int i = 0; i < n; i++)
-        bytes += strlen(fields[i].key) + (fields[i].str ? strlen(fields[i].str) : 0);
-    luaL_checkstack(L, 4, "lazy table");
-    lua_createtable(L, 0, n + more + 1); /* S */
-    lazy_blob *b = lua_newuserdatauv(L, sizeof *b + (size_t)n * sizeof(blob_field) + bytes, 0);
-    b->kind = LAZY_BLOB;
-    b->n = n;
-    char *text = (char *)(b->f + n);
-    uint32_t off = 0;
-    for (int i = 0; i < n; i++) {
-        blob_field *f = &b->f[i];
-        size_t kl = strlen(fields[i].key);
-        memcpy(text + off, fields[i].key, kl);
-        f->key = off;
-        f->klen = (uint32_t)kl;
-        off += (uint32_t)kl;
-        f->slen = 0;
-        if (fields[i].str) {
-            f->type = BLOB_STR;
-            f->slen = (uint32_t)strlen(fields[i].str);
-            memcpy(text + off, fields[i].str, f->slen);
-            f->v.s = off;
-            off += f->slen;
-        } else {
-            f->type = BLOB_INT;
-            f->v.i = fields[i].num;
-        }
+    idx = lua_absindex(L, idx);
+    prev = lua_absindex(L, prev);
+    void *p = lazy_get(L, idx);
+    if (!p || *(int *)p != LAZY_BLOB)
+        return;
+    const lazy_blob *b = p;
+    luaL_checkstack(L, 6, "event");
+    lua_pushnil(L);
+    while (lua_next(L, prev)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue; /* the private key of a lazy S */
+        size_t kl;
+        const char *k = lua_tolstring(L, -1, &kl);
+        const blob_field *f = blob_find(b, k, kl);
+        if (!f)
+            continue;
+        lua_pushvalue(L, -1);
+        blob_push(L, b, f);
+        lua_rawset(L, idx);
     }
-    lua_rawsetp(L, -2, &lazy_body_key);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_mt_ref);
-    lua_setmetatable(L, -2);
 }
 
 /* Whether the value at idx is an unsettled overlay (T). */

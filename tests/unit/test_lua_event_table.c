@@ -315,11 +315,11 @@ static void nested_and_large_bodies(void **state)
     tl_close(&e);
 }
 
-/* ctx.indicator's table is lazy too: ia reads one field and walks it
- * (every field, the unread ones converted then: 12 and flags); ib reads
- * after that walk; ic keeps its table and reads fields nobody read in a
- * later call, after the ledger moved on and the state collected garbage
- * (the values it had); flags stays read-only. */
+/* ctx.indicator's table (shared by the rules of an evaluation, an overlay
+ * per call): ia reads one field and walks it (every field: 12 and flags);
+ * ib reads after that walk; ic keeps its table and reads fields nobody read
+ * in a later call, after the ledger moved on and the state collected
+ * garbage (the values it had); flags stays read-only. */
 static void lazy_indicator_table(void **state)
 {
     (void)state;

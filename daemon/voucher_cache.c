@@ -56,6 +56,14 @@ typedef struct vr_entry {
     fw_voucher_rec rec;
 } vr_entry;
 
+/* What PRAGMA data_version said when a kind of entry last looked (the
+ * indicators, the voucher records): another connection's commit changes it. */
+typedef struct dv_watch {
+    uint64_t txn; /* txn_seq when it was last checked */
+    int64_t dv;   /* data_version the entries reflect */
+    int known;
+} dv_watch;
+
 struct fw_vcache {
     fw_ledger *l;
     sqlite3 *db;
@@ -86,20 +94,16 @@ struct fw_vcache {
     size_t indcap;
     uint64_t igen;       /* + 1 invalidates every entry */
     long txn_ind_writes; /* indicator writes noted since last outside a transaction */
-    uint64_t ind_dv_txn; /* txn_seq when data_version was last checked for them */
-    int64_t ind_dv;      /* data_version the entries reflect */
-    int ind_dv_known;
-    long ind_reads; /* indicator rows read from SQL (tests) */
+    dv_watch ind_dv;     /* another connection's commits, for them */
+    long ind_reads;      /* indicator rows read from SQL (tests) */
     /* voucher records (the ledger's voucher reads, ctx.voucher) */
     vr_entry *recs;
     size_t nrecs, caprecs;
     uint32_t *recmap; /* entry index + 1; cap a power of two */
     size_t reccap;
-    uint64_t rgen;       /* + 1 invalidates every record */
-    long txn_rec_writes; /* ledger voucher operations since last outside a transaction */
-    uint64_t rec_dv_txn; /* txn_seq when data_version was last checked for them */
-    int64_t rec_dv;      /* data_version the records reflect */
-    int rec_dv_known;
+    uint64_t rgen;        /* + 1 invalidates every record */
+    long txn_rec_writes;  /* ledger voucher operations since last outside a transaction */
+    dv_watch rec_dv;      /* another connection's commits, for them */
     long rec_rows_hooked; /* rows of vouchers / voucher_events written (update hook) */
     long rec_rows_seen;   /* ... of which the records account for */
     int rec_op;           /* inside fw_vcache_voucher_begin .. _put */
@@ -364,6 +368,25 @@ static int64_t data_version(fw_vcache *c)
     return v;
 }
 
+/* Another connection's commit: visible at any time outside a transaction,
+ * inside one only at its start; checked once per transaction.  One seen
+ * bumps *gen (every entry of that kind is stale).  0, or -1 on a store
+ * error. */
+static int dv_check(fw_vcache *c, dv_watch *w, uint64_t *gen)
+{
+    if (!sqlite3_get_autocommit(c->db) && w->txn == c->txn_seq)
+        return 0;
+    int64_t dv = data_version(c);
+    if (dv < 0)
+        return -1;
+    if (!w->known || dv != w->dv)
+        (*gen)++;
+    w->dv = dv;
+    w->known = 1;
+    w->txn = c->txn_seq;
+    return 0;
+}
+
 static int load(fw_vcache *c)
 {
     clear_all(c);
@@ -626,29 +649,12 @@ static void ind_grow(fw_vcache *c)
     }
 }
 
-/* Another connection's commit: visible at any time outside a transaction,
- * inside one only at its start; checked once per transaction. */
-static int ind_check_other_writers(fw_vcache *c)
-{
-    if (!sqlite3_get_autocommit(c->db) && c->ind_dv_txn == c->txn_seq)
-        return 0;
-    int64_t dv = data_version(c);
-    if (dv < 0)
-        return -1;
-    if (!c->ind_dv_known || dv != c->ind_dv)
-        c->igen++;
-    c->ind_dv = dv;
-    c->ind_dv_known = 1;
-    c->ind_dv_txn = c->txn_seq;
-    return 0;
-}
-
 int fw_vcache_indicator(fw_vcache *c, const char *id, fw_indicator *out)
 {
     size_t n = id ? strlen(id) : 0;
     if (!id || n >= sizeof out->indicator_id)
         return fw_ledger_get_indicator(c->l, id, out);
-    if (ind_check_other_writers(c) != 0)
+    if (dv_check(c, &c->ind_dv, &c->igen) != 0)
         return -1;
     if (!c->indcap)
         ind_grow(c);
@@ -860,17 +866,7 @@ static int rec_check_other_writers(fw_vcache *c)
         c->rgen++;
         c->rec_rows_seen = c->rec_rows_hooked;
     }
-    if (!sqlite3_get_autocommit(c->db) && c->rec_dv_txn == c->txn_seq)
-        return 0;
-    int64_t dv = data_version(c);
-    if (dv < 0)
-        return -1;
-    if (!c->rec_dv_known || dv != c->rec_dv)
-        c->rgen++;
-    c->rec_dv = dv;
-    c->rec_dv_known = 1;
-    c->rec_dv_txn = c->txn_seq;
-    return 0;
+    return dv_check(c, &c->rec_dv, &c->rgen);
 }
 
 int fw_vcache_voucher(fw_vcache *c, const char *no, fw_voucher_rec *out)

@@ -167,6 +167,28 @@ static void txn_step(fw_store *st, txn_walk *w, int kind)
     }
 }
 
+/* Every unit and payee of create_voucher's, asked of the cache and of
+ * SQL: the same answers. */
+static void expect_every_pair_as_sql(fw_ledger *lg, fw_vcache *c)
+{
+    for (int u = 0; u < 3; u++)
+        for (int p = 0; p < 4; p++) {
+            char unit[16], payee[16];
+            snprintf(unit, sizeof unit, "10100%d", u);
+            snprintf(payee, sizeof payee, "6222000%d", p);
+            fw_history_query hq;
+            memset(&hq, 0, sizeof hq);
+            hq.unit_code = unit;
+            hq.payee_account = payee;
+            hq.until = INT64_MAX;
+            fw_history_result want = {0, 0}, got = {-1, -1};
+            assert_int_equal(fw_ledger_history(lg, &hq, &want), 0);
+            assert_int_equal(fw_vcache_history(c, &hq, &got), 1);
+            assert_int_equal(want.count, got.count);
+            assert_int_equal(want.total, got.total);
+        }
+}
+
 static void cache_matches_sql_through_rollbacks(void **state)
 {
     (void)state;
@@ -254,22 +276,7 @@ static void cache_matches_sql_through_rollbacks(void **state)
      * answers as SQL does (every unit and payee asked). */
     long reads = fw_vcache_row_reads(c);
     create_voucher(lg, seq, 1002);
-    for (int u = 0; u < 3; u++)
-        for (int p = 0; p < 4; p++) {
-            char unit[16], payee[16];
-            snprintf(unit, sizeof unit, "10100%d", u);
-            snprintf(payee, sizeof payee, "6222000%d", p);
-            fw_history_query hq;
-            memset(&hq, 0, sizeof hq);
-            hq.unit_code = unit;
-            hq.payee_account = payee;
-            hq.until = INT64_MAX;
-            fw_history_result want = {0, 0}, got = {-1, -1};
-            assert_int_equal(fw_ledger_history(lg, &hq, &want), 0);
-            assert_int_equal(fw_vcache_history(c, &hq, &got), 1);
-            assert_int_equal(want.count, got.count);
-            assert_int_equal(want.total, got.total);
-        }
+    expect_every_pair_as_sql(lg, c);
     assert_int_equal(fw_vcache_row_reads(c), reads);
     seq++;
     /* Its state changes are handed over too (signed, sent and paid keep it
@@ -283,22 +290,7 @@ static void cache_matches_sql_through_rollbacks(void **state)
                  "\"voucher_no\":\"ZF1002\",\"unit_code\":\"101000\"%s}",
                  seq++, later[k], ts, k == 3 ? ",\"reason\":\"作废\"" : "");
         apply(lg, "fiscal.voucher.101000", json);
-        for (int u = 0; u < 3; u++)
-            for (int p = 0; p < 4; p++) {
-                char unit[16], payee[16];
-                snprintf(unit, sizeof unit, "10100%d", u);
-                snprintf(payee, sizeof payee, "6222000%d", p);
-                fw_history_query hq;
-                memset(&hq, 0, sizeof hq);
-                hq.unit_code = unit;
-                hq.payee_account = payee;
-                hq.until = INT64_MAX;
-                fw_history_result want = {0, 0}, got = {-1, -1};
-                assert_int_equal(fw_ledger_history(lg, &hq, &want), 0);
-                assert_int_equal(fw_vcache_history(c, &hq, &got), 1);
-                assert_int_equal(want.count, got.count);
-                assert_int_equal(want.total, got.total);
-            }
+        expect_every_pair_as_sql(lg, c);
     }
     assert_int_equal(fw_vcache_row_reads(c), reads);
     assert_int_equal(fw_store_begin(st), 0);

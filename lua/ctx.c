@@ -494,6 +494,8 @@ static void push_indicator(lua_State *L, const fw_indicator *found, int shared)
 /* Slot of the evaluation's ctx cache (fw_eval_push_ctx_cache) that holds
  * the indicator tables by id (false: no such indicator). */
 #define CTX_CACHE_IND 1
+/* ... and the shared voucher tables by number (false: no such voucher) */
+#define CTX_CACHE_VCH 2
 
 /* ctx.indicator(id) -> nil or the indicator with balances (fen) */
 static int ctx_indicator(lua_State *L)
@@ -685,6 +687,7 @@ static void push_voucher_shared(lua_State *L, const char *no)
 static int ctx_voucher(lua_State *L)
 {
     const char *no = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
     fw_ledger *lg = ctx_ledger(L);
     /* In an evaluation, the table is built once and each call gets an
      * overlay of it, as ctx.indicator: the flow rules ask for the same
@@ -701,15 +704,18 @@ static int ctx_voucher(lua_State *L)
             return push_memo_hit(L, e);
         return push_memo_json(L, memo_add(m), fw_ledger_voucher_json(lg, no));
     }
-    int c = lua_gettop(L);
-    if (lua_getfield(L, c, "vch") != LUA_TTABLE) {
+    /* Raw lookups by the argument's Lua string (both tables are plain):
+     * lua_getfield/setfield with a C string look it up in Lua's string
+     * cache first, and the voucher number misses it every time. */
+    if (lua_rawgeti(L, 2, CTX_CACHE_VCH) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setfield(L, c, "vch");
+        lua_rawseti(L, 2, CTX_CACHE_VCH);
     }
-    int t = lua_gettop(L);
-    int type = lua_getfield(L, t, no);
+    int t = 3;
+    lua_pushvalue(L, 1);
+    int type = lua_rawget(L, t);
     if (type == LUA_TBOOLEAN) { /* known not to exist */
         lua_pushnil(L);
         return 1;
@@ -718,13 +724,15 @@ static int ctx_voucher(lua_State *L)
         lua_pop(L, 1);
         push_voucher_shared(L, no);
         if (lua_isnil(L, -1)) {
+            lua_pushvalue(L, 1);
             lua_pushboolean(L, 0);
-            lua_setfield(L, t, no);
+            lua_rawset(L, t);
             return 1;
         }
         fw_sbx_push_overlay_mt(L, -1);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, t, no);
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, t);
     }
     fw_sbx_push_overlay(L, -1);
     return 1;

@@ -4,6 +4,11 @@
 -- same payee_account the same amount within params.days days of this one
 -- (|created_at difference| <= days*24h, inclusive).  Spend per rules.md: a
 -- cancelled or returned earlier voucher is not a duplicate.
+-- The criteria table is made once and refilled on each call: ctx.history
+-- reads it during the call and keeps nothing, and a fresh table per voucher
+-- was one of the evaluation's allocations.
+local q = {}
+
 return {
   id = "duplicate_payment",
   name = "疑似重复支付",
@@ -16,9 +21,9 @@ return {
       return nil
     end
     local now, span = ctx.now(), ctx.params.days * 86400
-    local h = ctx.history { unit = v.unit_code, payee_account = v.payee_account,
-                            amount = v.amount, since = now - span, ["until"] = now + span,
-                            exclude_voucher = v.voucher_no }
+    q.unit, q.payee_account, q.amount = v.unit_code, v.payee_account, v.amount
+    q.since, q["until"], q.exclude_voucher = now - span, now + span, v.voucher_no
+    local h = ctx.history(q)
     if h.count < 1 then
       return nil
     end

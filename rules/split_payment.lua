@@ -6,6 +6,10 @@
 -- voucher, is >= params.count payments and >= L in total.  A voucher of L or
 -- more is not a split.  Spend per rules.md: cancelled or returned vouchers
 -- do not count.  The hit names the voucher that completes the pattern.
+-- The criteria table is made once and refilled on each call (as
+-- duplicate_payment's).
+local q = {}
+
 return {
   id = "split_payment",
   name = "疑似化整为零",
@@ -19,9 +23,9 @@ return {
       return nil
     end
     local now = ctx.now()
-    local h = ctx.history { unit = v.unit_code, payee_account = v.payee_account,
-                            amount_below = p.limit, since = now - p.days * 86400, ["until"] = now,
-                            exclude_voucher = v.voucher_no }
+    q.unit, q.payee_account, q.amount_below = v.unit_code, v.payee_account, p.limit
+    q.since, q["until"], q.exclude_voucher = now - p.days * 86400, now, v.voucher_no
+    local h = ctx.history(q)
     local count, total = h.count + 1, h.total + v.amount
     if count < p.count or total < p.limit then
       return nil

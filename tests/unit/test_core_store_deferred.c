@@ -42,18 +42,32 @@ static void wait_durable(fw_store *st, uint64_t ticket)
     assert_true(fw_store_durable(st) >= ticket);
 }
 
-static void insert_rows(fw_store *st, int from, int n)
+/* Rows keyed from..from+n-1 whose indexed value starts random-ish (the
+ * index dirties many pages, the WAL grows) and is padded with 'x' to
+ * `width` bytes when that is longer. */
+static void insert_rows_of(fw_store *st, int from, int n, size_t width)
 {
     sqlite3_stmt *s = fw_store_stmt(st, "INSERT INTO t(k, v) VALUES (?1, ?2)");
     for (int i = from; i < from + n; i++) {
-        char v[64];
-        /* random-ish keys: the index dirties many pages, the WAL grows */
-        snprintf(v, sizeof v, "%08x-%d", (unsigned)(i * 2654435761u), i);
+        char v[700];
+        int len = snprintf(v, sizeof v, "%08x-%d", (unsigned)(i * 2654435761u), i);
+        if (width >= sizeof v)
+            width = sizeof v - 1;
+        if ((size_t)len < width) {
+            v[len] = '-';
+            memset(v + len + 1, 'x', width - (size_t)len - 1);
+            v[width] = 0;
+        }
         sqlite3_bind_int(s, 1, i);
         sqlite3_bind_text(s, 2, v, -1, SQLITE_TRANSIENT);
         assert_int_equal(sqlite3_step(s), SQLITE_DONE);
         fw_store_done(s);
     }
+}
+
+static void insert_rows(fw_store *st, int from, int n)
+{
+    insert_rows_of(st, from, n, 0);
 }
 
 static void test_deferred_tickets_and_checkpoints(void **state)
@@ -233,22 +247,6 @@ static void test_wal_appends_reach_the_file_before_the_commit(void **state)
     free(tmp);
 }
 
-/* Rows with a long indexed value: a batch of them dirties many pages. */
-static void insert_wide_rows(fw_store *st, int from, int n)
-{
-    sqlite3_stmt *s = fw_store_stmt(st, "INSERT INTO t(k, v) VALUES (?1, ?2)");
-    for (int i = from; i < from + n; i++) {
-        char v[700];
-        int len = snprintf(v, sizeof v, "%08x-%d-", (unsigned)(i * 2654435761u), i);
-        memset(v + len, 'x', sizeof v - 1 - (size_t)len);
-        v[sizeof v - 1] = 0;
-        sqlite3_bind_int(s, 1, i);
-        sqlite3_bind_text(s, 2, v, -1, SQLITE_TRANSIENT);
-        assert_int_equal(sqlite3_step(s), SQLITE_DONE);
-        fw_store_done(s);
-    }
-}
-
 /* Under continuous load (a batch right after the other), the WAL grows
  * past 64 MiB; the caller holds new batches while fw_store_wal_too_big()
  * (as daemon/app.c does), the checkpointer copies all of it meanwhile, and
@@ -274,7 +272,7 @@ static void test_wal_stays_bounded_under_load(void **state)
     /* Several hundred MiB of WAL, in batches of 1-9 MiB. */
     for (int b = 0; b < 150; b++) {
         assert_int_equal(fw_store_begin(st), 0);
-        insert_wide_rows(st, rows, 500);
+        insert_rows_of(st, rows, 500, 699); /* wide: a batch dirties many pages */
         rows += 500;
         assert_int_equal(fw_store_commit_deferred(st, &ticket), 0);
         assert_int_equal(fw_store_sync_poll(st), 0);
@@ -336,7 +334,7 @@ static void test_big_wal_waits_for_a_reader(void **state)
     while (!fw_store_wal_too_big(st)) {
         assert_true(rows < 400000);
         assert_int_equal(fw_store_begin(st), 0);
-        insert_wide_rows(st, rows, 500);
+        insert_rows_of(st, rows, 500, 699); /* wide: a batch dirties many pages */
         rows += 500;
         assert_int_equal(fw_store_commit_deferred(st, &ticket), 0);
         assert_int_equal(fw_store_sync_poll(st), 0);

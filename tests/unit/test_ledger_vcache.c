@@ -167,6 +167,17 @@ static void txn_step(fw_store *st, txn_walk *w, int kind)
     }
 }
 
+/* The indicator every test voucher draws on, 1,000,000.00 yuan. */
+static void allocate_test_indicator(fw_ledger *lg)
+{
+    apply(lg, "fiscal.indicator.101001",
+          "{\"id\":\"evt-a\",\"op\":\"allocate\",\"occurred_at\":\"2024-06-01T09:00:00+08:00\","
+          "\"doc_no\":\"三财预〔2024〕1号\",\"indicator_id\":\"ZB2024-101001-0001\",\"year\":2024,"
+          "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"30201\","
+          "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"100000000.00\","
+          "\"flags\":[]}");
+}
+
 /* Every unit and payee of create_voucher's, asked of the cache and of
  * SQL: the same answers. */
 static void expect_every_pair_as_sql(fw_ledger *lg, fw_vcache *c)
@@ -197,12 +208,7 @@ static void cache_matches_sql_through_rollbacks(void **state)
                                  FW_SYNC_NORMAL, err, sizeof err);
     assert_non_null(st);
     fw_ledger *lg = fw_ledger_new(st);
-    apply(lg, "fiscal.indicator.101001",
-          "{\"id\":\"evt-a\",\"op\":\"allocate\",\"occurred_at\":\"2024-06-01T09:00:00+08:00\","
-          "\"doc_no\":\"三财预〔2024〕1号\",\"indicator_id\":\"ZB2024-101001-0001\",\"year\":2024,"
-          "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"30201\","
-          "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"100000000.00\","
-          "\"flags\":[]}");
+    allocate_test_indicator(lg);
     for (int i = 0; i < 40; i++)
         create_voucher(lg, 100000 + i, i);
     fw_vcache *c = fw_vcache_new(lg);
@@ -562,12 +568,7 @@ static void records_match_sql_through_rollbacks(void **state)
                                  FW_SYNC_NORMAL, err, sizeof err);
     assert_non_null(st);
     fw_ledger *lg = fw_ledger_new(st);
-    apply(lg, "fiscal.indicator.101001",
-          "{\"id\":\"evt-a\",\"op\":\"allocate\",\"occurred_at\":\"2024-06-01T09:00:00+08:00\","
-          "\"doc_no\":\"三财预〔2024〕1号\",\"indicator_id\":\"ZB2024-101001-0001\",\"year\":2024,"
-          "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"30201\","
-          "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"100000000.00\","
-          "\"flags\":[]}");
+    allocate_test_indicator(lg);
     fw_vcache *c = fw_vcache_new(lg);
     assert_non_null(c);
     int seq = 0;
@@ -710,12 +711,7 @@ static void bodies_move_with_their_migration(void **state)
     /* the body column is gone; new vouchers keep theirs apart */
     assert_int_equal(fw_store_exec(st, "SELECT body FROM vouchers"), -1);
     int seq = 0;
-    apply(lg, "fiscal.indicator.101001",
-          "{\"id\":\"evt-a\",\"op\":\"allocate\",\"occurred_at\":\"2024-06-01T09:00:00+08:00\","
-          "\"doc_no\":\"三财预〔2024〕1号\",\"indicator_id\":\"ZB2024-101001-0001\",\"year\":2024,"
-          "\"unit_code\":\"101001\",\"func_class\":\"2050201\",\"econ_class\":\"30201\","
-          "\"fund_type\":\"1\",\"fund_source\":\"一般公共预算\",\"amount\":\"100000000.00\","
-          "\"flags\":[]}");
+    allocate_test_indicator(lg);
     record_create(lg, seq++, 500);
     json_t *v = fw_ledger_voucher_json(lg, "ZR500");
     assert_non_null(v);

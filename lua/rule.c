@@ -5,8 +5,8 @@
  * Loading runs the chunk (under the same budgets as a call) with a fresh
  * _ENV and validates the returned table: id equals the file name, name,
  * level, on, params (numbers, strings, booleans, arrays of strings or
- * numbers), mode, check, description; any other key is an error that names
- * the file and the line where the key appears.
+ * numbers), mode, check, description, when (when.c); any other key is an
+ * error that names the file and the line where the key appears.
  *
  * The rules of a generation live in one shared state (sandbox.c).  The
  * chunk's _ENV upvalue (shared by every function of the file) is the rule's
@@ -49,8 +49,8 @@ static const char *const on_names[FW_ON__COUNT] = {"voucher.created",
                                                    "subsidy",
                                                    "tick"};
 
-static const char *const rule_keys[] = {"id",   "name",  "level",       "on", "params",
-                                        "mode", "check", "description", NULL};
+static const char *const rule_keys[] = {"id",   "name",  "level",       "on",   "params",
+                                        "mode", "check", "description", "when", NULL};
 
 int fw_on_index(const char *type)
 {
@@ -251,6 +251,20 @@ static int do_load(lua_State *L)
         return load_fail(L, a, "params", "params must be a table");
     }
     r->defaults_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    if (lua_getfield(L, t, "when") != LUA_TNIL) {
+        char why[256];
+        if (r->on & ((1u << FW_ON_PAYROLL_RUN) | (1u << FW_ON_PAYROLL_LINE) | (1u << FW_ON_TICK)))
+            return load_fail(L, a, "when", "when: not with payroll.run, payroll.line or tick");
+        if (fw_when_parse(L, -1, &r->when, why, sizeof why) != 0)
+            return load_fail(L, a, "when", "%s", why);
+        /* Param names must exist now; their values are checked by
+         * set_params (defaults, config, test params). */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->defaults_ref);
+        if (fw_when_resolve(r->when, L, -1, r->etc, why, sizeof why) != 0)
+            return load_fail(L, a, "when", "%s", why);
+    }
+    lua_settop(L, t);
     return 0;
 }
 
@@ -391,6 +405,9 @@ static int do_set_params(lua_State *L)
             lua_pop(L, 1);
         }
     }
+    char why[256];
+    if (fw_when_resolve(r->when, L, 3, r->etc, why, sizeof why) != 0)
+        return luaL_error(L, "%s", why);
     fw_sbx_push_readonly(L, 3);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctxr_ref);
     lua_pushvalue(L, -2);
@@ -536,6 +553,10 @@ fw_rule *fw_rule_load(const char *path, const fw_rule_env *env, char *err, int e
                                     "Rule failures (error or budget), per rule", labels);
     r->m_seconds = fw_metric_counter("fundwatch_rule_seconds_total",
                                      "Time spent in rule calls, per rule", labels);
+    if (r->when)
+        r->m_skipped =
+            fw_metric_counter("fundwatch_rule_skipped_total",
+                              "Events a rule's when kept from its check, per rule", labels);
     return r;
 fail:
     json_decref(over);
@@ -559,6 +580,7 @@ void fw_rule_free(fw_rule *r)
             r->sbx->owner = NULL;
     }
     fw_sbx_unref(r->sbx);
+    fw_when_free(r->when);
     fw_etc_unref(r->etc);
     free(r);
 }
@@ -1215,6 +1237,11 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
     }
     if (once.bit < 0 || !(r->on & (1u << once.bit)) || !once.kind)
         return 0;
+    int skip = r->when && !fw_when_pass(r->when, ev->body);
+    if (skip && !r->when_audit) {
+        fw_metric_add(r->m_skipped, 1);
+        return 0;
+    }
     a.mode = CALL_EVENT;
     a.event = ev->type;
     a.subject_kind = once.kind;
@@ -1222,6 +1249,16 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
     if (ensure_eval(r, ev, pi, why, sizeof why) != 0) {
         add_rule_error(r, &a, why, hits);
         return 1;
+    }
+    if (skip) { /* the test runner's audit: would check have hit? */
+        fw_hit_list audit = {0};
+        if (run_call(r, &a, &audit) > 0) {
+            if (!r->when_missed++)
+                snprintf(r->when_missed_msg, sizeof r->when_missed_msg, "%s",
+                         audit.items[0].message);
+        }
+        fw_hit_list_free(&audit);
+        return 0;
     }
     int n = run_call(r, &a, hits);
     return n < 0 ? 1 : n;

@@ -8,6 +8,8 @@
  *   etc.c      calendar and lists from etc/, GB 11643 ID check.
  *   ctx.c      the `ctx` table handed to check(v, ctx).
  *   rule.c     one rule: load + validate, params, evaluate, hits.
+ *   when.c     a rule's `when`: conditions on the event's fields tested in C
+ *              before the call.
  *   rules.c    the rule set (public rules.h): dispatch, reload, version, metrics.
  *   rules_test.c  test cases runner and the `rules check|test` CLI.
  */
@@ -149,6 +151,21 @@ const char *const *fw_etc_list(const fw_etc *e, const char *name, int *n);
  * filled when the birth date is valid (else ""). */
 int fw_id_check(const char *id_no, const char **reason, char birth[11]);
 
+/* ---- when.c ---- */
+
+/* A rule's `when` (see when.c): conditions on the event body's fields that
+ * must all hold for the rule to be called. */
+typedef struct fw_when fw_when;
+/* Parse the `when` table at idx into *out (set even on failure: the
+ * caller frees it).  0, or -1 with the reason (no file or line) in err. */
+int fw_when_parse(lua_State *L, int idx, fw_when **out, char *err, size_t errlen);
+/* Resolve w's param references against the params table at idx and its
+ * list names against etc (w NULL: nothing to do).  0 or -1 with err. */
+int fw_when_resolve(fw_when *w, lua_State *L, int idx, const fw_etc *etc, char *err, size_t errlen);
+/* 0 when a condition is false for body (skip the call), else 1 (w NULL: 1). */
+int fw_when_pass(const fw_when *w, const json_t *body);
+void fw_when_free(fw_when *w);
+
 /* ---- ctx.c ---- */
 
 /* Per-evaluation memo of the ctx ledger reads.  Every rule of one
@@ -232,8 +249,14 @@ typedef struct fw_rule {
     const char *event_name;
     int64_t now;
     fw_hit_list *pending;
+    /* `when` (NULL: none).  when_audit (the test runner): call check on
+     * the events `when` skips too, and count in when_missed those where it
+     * hit (when_missed_msg: the first such hit's message), dropping the hits. */
+    fw_when *when;
+    int when_audit, when_missed;
+    char when_missed_msg[200];
     /* metrics */
-    fw_metric *m_evals, *m_hits, *m_errors, *m_seconds;
+    fw_metric *m_evals, *m_hits, *m_errors, *m_seconds, *m_skipped;
     double errors_logged_at; /* monotonic seconds of the last rule_error log line */
 } fw_rule;
 

@@ -11,7 +11,9 @@
  * fw_ledger_apply; an event with subject "tick" runs the rule's tick.  The
  * hits of the whole case are compared, in order, with `expect` (level,
  * match = plain substring of the message, key, subject id); their number
- * must equal #expect.
+ * must equal #expect.  A rule with `when` also has check called on the
+ * events `when` skipped: a hit there fails the case (`when` must only skip
+ * what check would not hit).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -233,6 +235,7 @@ static int run_case(const char *rule_path, fw_etc *etc, fw_store *st, fw_ledger 
     /* The cases run through the same memoised ctx reads as live traffic. */
     memo = fw_memo_new();
     r->memo = memo;
+    r->when_audit = 1; /* `when` must only skip events check would not hit */
     if (json_is_object(params) && fw_rule_set_params_json(r, params, err, sizeof err) != 0) {
         snprintf(why, whylen, "params: %s", err);
         goto cleanup;
@@ -245,6 +248,11 @@ static int run_case(const char *rule_path, fw_etc *etc, fw_store *st, fw_ledger 
     fw_store_rollback(st);
     if (fed != 0)
         goto cleanup;
+    if (r->when_missed) {
+        snprintf(why, whylen, "when skipped %d event(s) that check hits (first: %s)",
+                 r->when_missed, r->when_missed_msg);
+        goto cleanup;
+    }
     rc = compare_hits(&hits, expect, why, whylen);
 cleanup:
     fw_hit_list_free(&hits);

@@ -23,6 +23,7 @@ return {
   level = "orange",
   on = { "voucher.created" },
   params = { words_list = "bonus_words" },
+  when = { payee_type = "individual" },
   description = "向个人支付且摘要含奖、补、贴、加班、慰问（津补贴未纳入工资统发）。",
   check = function(v, ctx)
     if v.payee_type ~= "individual" then

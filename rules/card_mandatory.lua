@@ -12,6 +12,7 @@ return {
   level = "yellow",
   on = { "voucher.created" },
   params = { codes_list = "card_mandatory", cap = 5000000 },
+  when = { econ_class = { list = "codes_list" }, amount = { le = "cap" } },
   description = "公务卡强制结算目录内的支出以现金或向个人支付，且金额不超过上限（默认 50000 元）。",
   check = function(v, ctx)
     local codes = ctx.list(ctx.params.codes_list)

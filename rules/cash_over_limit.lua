@@ -13,6 +13,7 @@ return {
   level = "orange",
   on = { "voucher.created" },
   params = { single_limit = 2000000, monthly_limit = 5000000 },
+  when = { settle_method = "cash" },
   description = "现金结算单笔超过限额（默认 20000 元），或单位当月现金支付合计（含本笔）超过月限额（默认 50000 元）。",
   check = function(v, ctx)
     if v.settle_method ~= "cash" then

@@ -9,6 +9,7 @@ return {
   level = "red",
   on = { "voucher.created" },
   params = { codes_list = "catchall_econ" },
+  when = { econ_class = { list = "codes_list" } },
   description = "经济分类为兜底的“其他”科目（默认 39999、30299、31099）。",
   check = function(v, ctx)
     local codes = ctx.list(ctx.params.codes_list)

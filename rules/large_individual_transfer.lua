@@ -8,6 +8,7 @@ return {
   level = "orange",
   on = { "voucher.created" },
   params = { limit = 5000000 },
+  when = { payee_type = "individual", amount = { gt = "limit" } },
   description = "收款人为个人且金额超过限额（默认 50000 元）。",
   check = function(v, ctx)
     if v.payee_type ~= "individual" or v.amount <= ctx.params.limit then

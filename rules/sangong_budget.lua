@@ -29,6 +29,7 @@ return {
   level = "yellow",
   on = { "voucher.created" },
   params = { codes_list = "sangong_codes", warn_pct = 90 },
+  when = { econ_class = { list = "codes_list" } },
   description = "单位本年三公经费支出（含本笔）达到三公指标下达额的预警比例（默认 90%）为黄色，超过 100% 为红色。",
   check = function(v, ctx)
     local codes = ctx.list(ctx.params.codes_list)

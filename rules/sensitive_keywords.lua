@@ -28,6 +28,7 @@ return {
   level = "orange",
   on = { "voucher.created" },
   params = { words_list = "sensitive_words", min = 100000 },
+  when = { amount = { ge = "min" } },
   description = "支付摘要或收款人名称含礼品、购物卡、烟、酒、会所等敏感词，且金额不低于门槛（默认 1000 元）。",
   check = function(v, ctx)
     if v.amount < ctx.params.min then

@@ -16,6 +16,7 @@ return {
   level = "yellow",
   on = { "voucher.created" },
   params = { count = 3, days = 7, limit = 5000000 },
+  when = { amount = { lt = "limit" } },
   description = "同一单位在 d 天内向同一收款账户支付不少于 n 笔、每笔低于 L、合计不低于 L（默认 3 笔、7 天、50000 元）。",
   check = function(v, ctx)
     local p = ctx.params

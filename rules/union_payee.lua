@@ -8,6 +8,7 @@ return {
   level = "yellow",
   on = { "voucher.created" },
   params = { word = "工会", min = 1000000 },
+  when = { amount = { gt = "min" } },
   description = "收款人名称含“工会”且金额超过门槛（默认 10000 元）。",
   check = function(v, ctx)
     if v.amount <= ctx.params.min or not ctx.contains(v.payee_name or "", ctx.params.word) then

@@ -7,6 +7,7 @@ return {
   level = "yellow",
   on = { "voucher.created" },
   params = { limit = 1000000000 },
+  when = { amount = { gt = "limit" } },
   description = "单笔支付金额超过限额（默认 1000 万元）。",
   check = function(v, ctx)
     if v.amount <= ctx.params.limit then

@@ -507,6 +507,7 @@ fw_rule *fw_rule_load(const char *path, const fw_rule_env *env, char *err, int e
     if (!src)
         goto fail;
     EVP_Digest(src, len, r->sha, NULL, EVP_sha256(), NULL);
+    r->names_env = memmem(src, len, "_ENV", 4) != NULL;
     r->etc = fw_etc_ref(env->etc);
     r->ledger = env->ledger;
     if (env->shared) {
@@ -1056,23 +1057,26 @@ static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
     memset(&a->pending, 0, sizeof a->pending);
     r->sbx->owner = r;
     int rc = fw_sbx_call(r->sbx, do_call, a, why, sizeof why);
-    /* Globals written during the call die with it.  A rule that assigned
-     * _ENV itself (the chunk's upvalue, shared by its functions) gets its
-     * own environment back. */
+    /* Globals written during the call die with it (the environment's
+     * __newindex tells which calls wrote one).  A rule that assigned _ENV
+     * itself (the chunk's upvalue, shared by its functions; only source
+     * that names _ENV can) gets its own environment back. */
     lua_State *L = r->sbx->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
-    lua_pushnil(L);
-    if (lua_next(L, -2)) {
-        lua_pop(L, 2);
+    if (r->sbx->env_written) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
         fw_sbx_clear_env(L, -1);
+        lua_pop(L, 1);
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->main_ref);
-    lua_getupvalue(L, -1, 1);
-    if (!lua_rawequal(L, -1, -3)) {
-        lua_pushvalue(L, -3);
-        lua_setupvalue(L, -3, 1);
+    if (r->names_env) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->main_ref);
+        lua_getupvalue(L, -1, 1);
+        if (!lua_rawequal(L, -1, -3)) {
+            lua_pushvalue(L, -3);
+            lua_setupvalue(L, -3, 1);
+        }
+        lua_pop(L, 3);
     }
-    lua_pop(L, 3);
     fw_metric_add(r->m_evals, 1);
     if (rc == 0) {
         int n = a->pending.n;

@@ -44,9 +44,10 @@ typedef struct fw_sbx {
     size_t refused_osize, refused_nsize;
     int64_t instr_used, instr_budget;
     int instr_tripped;
-    int hook_step;                     /* the current hook count */
-    int genv_ref;                      /* registry: the sandbox globals (never handed out) */
-    int envmt_ref;                     /* registry: metatable of the rules' environments */
+    int hook_step;   /* the current hook count */
+    int env_written; /* the current call wrote a global (env_newindex, sandbox.c) */
+    int genv_ref;    /* registry: the sandbox globals (never handed out) */
+    int envmt_ref;   /* registry: metatable of the rules' environments */
     int lazy_mt_ref, lazy_body_mt_ref; /* registry: metatables of a lazy event (sandbox.c) */
     int mtkeys_ref;                    /* registry: {"__index", "__newindex", "__pairs"} */
     void *owner;  /* the fw_rule being called (NULL: the engine, a test file) */
@@ -253,6 +254,7 @@ typedef struct fw_rule {
      * the events `when` skips too, and count in when_missed those where it
      * hit (when_missed_msg: the first such hit's message), dropping the hits. */
     fw_when *when;
+    int names_env; /* the source says _ENV: a call may have rebound it */
     int when_audit, when_missed;
     char when_missed_msg[200];
     /* metrics */

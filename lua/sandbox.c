@@ -999,6 +999,19 @@ static int safe_move(lua_State *L)
     return 1;
 }
 
+/* __newindex of the rules' environments: every global a rule writes is a
+ * new key of its (emptied) environment, so this sees each call that wrote
+ * one, and run_call empties the environment only after those.  No raw
+ * write reaches an environment: rawset is not in the sandbox and no C
+ * function writes raw into a table a rule hands it. */
+static int env_newindex(lua_State *L)
+{
+    fw_sbx_of(L)->env_written = 1;
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
 static int safe_setmetatable(lua_State *L)
 {
     fw_lazy_settle(L, 1);
@@ -1118,9 +1131,11 @@ static int sbx_setup(lua_State *L)
 
     lua_pushvalue(L, 6);
     s->genv_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_createtable(L, 0, 2); /* env metatable */
+    lua_createtable(L, 0, 3); /* env metatable */
     lua_pushvalue(L, 6);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, env_newindex);
+    lua_setfield(L, -2, "__newindex");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     s->envmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1236,6 +1251,7 @@ int fw_sbx_call(fw_sbx *s, lua_CFunction f, void *ud, char *err, int errlen)
     s->mem_tripped = 0;
     s->refused = 0;
     s->call_base = s->used;
+    s->env_written = 0;
     s->in_call = 1;
     s->hook_step = HOOK_EVERY;
     lua_sethook(L, sbx_hook, LUA_MASKCOUNT, HOOK_EVERY);

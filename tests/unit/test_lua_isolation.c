@@ -161,6 +161,16 @@ static void failed_call_leaves_no_globals(void **state)
              "    _ENV = mine\n"
              "    return 'g ' .. seen\n"
              "  end }\n");
+    /* globals written by a call that succeeds, by assignment and through
+     * a library function (table.insert writes a new key of _ENV) */
+    tl_write(e.dir, "iso_h.lua",
+             "return { id = 'iso_h', name = 'h', level = 'blue', on = { 'voucher.created' },\n"
+             "  check = function(v, ctx)\n"
+             "    local before = tostring(rawget(_ENV, 1)) .. tostring(y)\n"
+             "    table.insert(_ENV, 't')\n"
+             "    y = 2\n"
+             "    return 'h ' .. before\n"
+             "  end }\n");
     tl_write(e.dir, "iso_f.lua",
              "return { id = 'iso_f', name = 'f', level = 'blue', on = { 'voucher.created' },\n"
              "  check = function(v, ctx) return 'f ' .. tostring(marker) end }\n");
@@ -168,7 +178,9 @@ static void failed_call_leaves_no_globals(void **state)
     fw_hit_list hits = {0};
     tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "1.00"), &hits);
     tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF2", "1.00"), &hits);
-    assert_int_equal(hits.n, 6);
+    assert_int_equal(hits.n, 8);
+    assert_string_equal(msg_of(&hits, "iso_h", "ZF1"), "h nilnil");
+    assert_string_equal(msg_of(&hits, "iso_h", "ZF2"), "h nilnil");
     assert_int_equal(tl_count(&hits, "rule_error"), 2);
     assert_int_equal(tl_count(&hits, "iso_e"), 0);
     /* A rule that replaced its _ENV starts the next call with its own

@@ -1111,15 +1111,32 @@ static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
     return -1;
 }
 
-/* a->subject_id = id, truncated as snprintf would (once per rule call: no
+/* dst (a call_args.subject_id) = id, truncated as snprintf would (no
  * printf machinery). */
-static void set_subject_id(call_args *a, const char *id)
+#define SUBJECT_ID_SIZE sizeof(((call_args *)0)->subject_id)
+static void copy_subject_id(char dst[SUBJECT_ID_SIZE], const char *id)
 {
     size_t n = strlen(id);
-    if (n >= sizeof a->subject_id)
-        n = sizeof a->subject_id - 1;
-    memcpy(a->subject_id, id, n);
-    a->subject_id[n] = '\0';
+    if (n >= SUBJECT_ID_SIZE)
+        n = SUBJECT_ID_SIZE - 1;
+    memcpy(dst, id, n);
+    dst[n] = '\0';
+}
+
+static void set_subject_id(call_args *a, const char *id)
+{
+    copy_subject_id(a->subject_id, id);
+}
+
+/* The call arguments of a rule that is going to be called: made only then
+ * (most rules of a set do not listen to a given event). */
+static void init_call_args(call_args *a, fw_rule *r, const fw_event *ev)
+{
+    memset(a, 0, sizeof *a);
+    a->r = r;
+    a->unit = ev->unit_code ? ev->unit_code : "";
+    a->event_id = ev->id;
+    a->body = ev->body;
 }
 
 static const char *body_str(const json_t *body, const char *k)
@@ -1162,15 +1179,11 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
     char why[256];
     r->now = ev->occurred_at;
     call_args a;
-    memset(&a, 0, sizeof a);
-    a.r = r;
-    a.unit = ev->unit_code ? ev->unit_code : "";
-    a.event_id = ev->id;
-    a.body = ev->body;
     if (ev->kind == FW_KIND_PAYROLL) {
-        const char *run_id = body_str(ev->body, "run_id");
         if (!(r->on & ((1u << FW_ON_PAYROLL_RUN) | (1u << FW_ON_PAYROLL_LINE))))
             return 0;
+        init_call_args(&a, r, ev);
+        const char *run_id = body_str(ev->body, "run_id");
         if (ensure_eval(r, ev, pi, why, sizeof why) != 0) {
             a.event = (r->on & (1u << FW_ON_PAYROLL_RUN)) ? "payroll.run" : "payroll.line";
             add_rule_error(r, &a, why, hits);
@@ -1212,7 +1225,7 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
         const fw_event *ev;
         int bit;
         const char *kind;
-        char id[sizeof a.subject_id];
+        char id[SUBJECT_ID_SIZE];
     } once;
     if (once.serial != eval_serial || once.ev != ev) {
         once.serial = eval_serial;
@@ -1236,8 +1249,7 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
             once.kind = NULL;
             break;
         }
-        set_subject_id(&a, idkey ? body_str(ev->body, idkey) : "");
-        memcpy(once.id, a.subject_id, sizeof once.id);
+        copy_subject_id(once.id, idkey ? body_str(ev->body, idkey) : "");
     }
     if (once.bit < 0 || !(r->on & (1u << once.bit)) || !once.kind)
         return 0;
@@ -1246,6 +1258,7 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
         fw_metric_add(r->m_skipped, 1);
         return 0;
     }
+    init_call_args(&a, r, ev);
     a.mode = CALL_EVENT;
     a.event = ev->type;
     a.subject_kind = once.kind;

@@ -1218,41 +1218,26 @@ static int ctx_contains(lua_State *L)
  * etc/lists/<list_name>.txt (the words of ctx.list(list_name)), the one
  * that occurs earliest in s by plain substring search (ties: the longer
  * word, then the first in the file), and its 1-based byte position.  One C
- * call instead of a ctx.contains per word (sensitive_keywords made 15). */
+ * call instead of a ctx.contains per word (sensitive_keywords made 15),
+ * one pass over s with the list's index (fw_etc_find_word). */
 static int ctx_find_word(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     const char *name = luaL_checkstring(L, 2);
     int nitems = 0;
-    const char *const *items = fw_etc_list(ctx_rule(L)->etc, name, &nitems);
-    if (!items)
+    if (!fw_etc_list(ctx_rule(L)->etc, name, &nitems))
         return luaL_error(L, "ctx.find_word: no list '%s' in etc/lists", name);
-    /* each word may scan the whole string (as many ctx.contains) */
+    /* charged as the word-by-word search it replaced (as many ctx.contains) */
     fw_sbx_charge(L, (int64_t)(n / 256) * nitems + nitems / 16);
-    const char *best = NULL, *best_at = NULL;
-    size_t best_len = 0;
-    for (int i = 0; i < nitems; i++) {
-        size_t wl = strlen(items[i]);
-        /* only the part of s up to the best match so far can hold an earlier one */
-        size_t limit = best_at ? (size_t)(best_at - s) + wl : n;
-        if (limit > n)
-            limit = n;
-        if (wl == 0 || wl > limit)
-            continue;
-        const char *at = find_plain(s, limit, items[i], wl);
-        if (at && (!best_at || at < best_at || (at == best_at && wl > best_len))) {
-            best = items[i];
-            best_at = at;
-            best_len = wl;
-        }
-    }
-    if (!best) {
+    const char *word;
+    size_t wl, at;
+    if (fw_etc_find_word(ctx_rule(L)->etc, name, s, n, &word, &wl, &at) != 1) {
         lua_pushnil(L);
         return 1;
     }
-    lua_pushlstring(L, best, best_len);
-    lua_pushinteger(L, (lua_Integer)(best_at - s) + 1);
+    lua_pushlstring(L, word, wl);
+    lua_pushinteger(L, (lua_Integer)at + 1);
     return 2;
 }
 

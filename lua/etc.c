@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,15 @@ typedef struct etc_list {
     char *name;
     char **items;
     int n;
+    /* for fw_etc_find_word: bit (b0 << 8 | b1) set when an item of 2+
+     * bytes starts with bytes b0 b1, bit b0 of firsts when a 1-byte item
+     * is b0; the items' lengths */
+    uint64_t *pairs; /* 65,536 bits */
+    uint64_t firsts[4];
+    int has_one;    /* an item of 1 byte */
+    int cont_start; /* an item starting with a UTF-8 continuation byte */
+    size_t *lens;
+    unsigned *heads; /* an item's first two bytes (b0 << 8 | b1), or b0 << 8 */
 } etc_list;
 
 struct fw_etc {
@@ -118,6 +128,29 @@ static int load_calendar_file(fw_etc *e, const char *path, char *err, int errlen
     return rc;
 }
 
+/* The index of fw_etc_find_word (see etc_list). */
+static int index_list(etc_list *l)
+{
+    l->pairs = calloc(65536 / 64, sizeof *l->pairs);
+    l->lens = calloc((size_t)l->n + 1, sizeof *l->lens);
+    l->heads = calloc((size_t)l->n + 1, sizeof *l->heads);
+    if (!l->pairs || !l->lens || !l->heads)
+        return -1;
+    for (int i = 0; i < l->n; i++) {
+        const unsigned char *w = (const unsigned char *)l->items[i];
+        size_t n = strlen(l->items[i]);
+        l->lens[i] = n;
+        l->cont_start |= n > 0 && (w[0] & 0xC0) == 0x80;
+        l->heads[i] = n >= 2 ? (unsigned)(w[0] << 8 | w[1]) : n == 1 ? (unsigned)w[0] << 8 : 0;
+        if (n == 1) {
+            l->firsts[w[0] >> 6] |= (uint64_t)1 << (w[0] & 63);
+            l->has_one = 1;
+        } else if (n >= 2)
+            l->pairs[(w[0] << 8 | w[1]) >> 6] |= (uint64_t)1 << ((w[0] << 8 | w[1]) & 63);
+    }
+    return 0;
+}
+
 static int load_list_file(fw_etc *e, const char *path, const char *name, size_t nlen, char *err,
                           int errlen)
 {
@@ -148,7 +181,7 @@ static int load_list_file(fw_etc *e, const char *path, const char *name, size_t 
         l->items[l->n++] = strdup(t);
     }
     fclose(f);
-    return 0;
+    return index_list(l);
 }
 
 /* Calls fn for each "<name>.txt" in dir with a valid name, sorted. */
@@ -213,6 +246,9 @@ void fw_etc_unref(fw_etc *e)
             free(e->lists[i].items[j]);
         free(e->lists[i].items);
         free(e->lists[i].name);
+        free(e->lists[i].pairs);
+        free(e->lists[i].lens);
+        free(e->lists[i].heads);
     }
     free(e->lists);
     free(e->days);
@@ -237,12 +273,57 @@ const char *const *fw_etc_list(const fw_etc *e, const char *name, int *n)
 {
     if (!e || !e->nlists)
         return NULL;
-    etc_list key = {(char *)name, NULL, 0};
+    etc_list key = {.name = (char *)name};
     const etc_list *l = bsearch(&key, e->lists, (size_t)e->nlists, sizeof key, cmp_list);
     if (!l)
         return NULL;
     *n = l->n;
     return (const char *const *)l->items;
+}
+
+int fw_etc_find_word(const fw_etc *e, const char *name, const char *s, size_t n, const char **word,
+                     size_t *wlen, size_t *at)
+{
+    if (!e || !e->nlists)
+        return -1;
+    etc_list key = {.name = (char *)name};
+    const etc_list *l = bsearch(&key, e->lists, (size_t)e->nlists, sizeof key, cmp_list);
+    if (!l)
+        return -1;
+    const unsigned char *u = (const unsigned char *)s;
+    /* The first position where any item starts, then the longest item
+     * there (ties: the first in the file).  The bitmaps rule out almost
+     * every position at the cost of one or two bit tests. */
+    for (size_t i = 0; i < n; i++) {
+        if ((u[i] & 0xC0) == 0x80 && !l->cont_start)
+            continue; /* inside a character: no item starts there */
+        if (i + 1 < n) {
+            unsigned pair = (unsigned)(u[i] << 8 | u[i + 1]);
+            if (!((l->pairs[pair >> 6] >> (pair & 63)) & 1) &&
+                !(l->has_one && ((l->firsts[u[i] >> 6] >> (u[i] & 63)) & 1)))
+                continue;
+        } else if (!(l->has_one && ((l->firsts[u[i] >> 6] >> (u[i] & 63)) & 1))) {
+            continue;
+        }
+        int best = -1;
+        unsigned head = i + 1 < n ? (unsigned)(u[i] << 8 | u[i + 1]) : 0;
+        for (int k = 0; k < l->n; k++) {
+            size_t wl = l->lens[k];
+            if (wl == 0 || wl > n - i || (best >= 0 && wl <= l->lens[best]))
+                continue;
+            if (wl >= 2 ? l->heads[k] != head : l->heads[k] != (unsigned)u[i] << 8)
+                continue;
+            if (memcmp(s + i, l->items[k], wl) == 0)
+                best = k;
+        }
+        if (best >= 0) {
+            *word = l->items[best];
+            *wlen = l->lens[best];
+            *at = i;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int fw_id_check(const char *id, const char **reason, char birth[11])

@@ -148,6 +148,12 @@ void fw_etc_unref(fw_etc *e);
 int fw_etc_is_workday(const fw_etc *e, int64_t days_since_epoch);
 /* Items of etc/lists/<name>.txt, or NULL when there is no such list. */
 const char *const *fw_etc_list(const fw_etc *e, const char *name, int *n);
+/* Of the items of list `name`, the one that starts earliest in s (n
+ * bytes; ties: the longer, then the first in the file): 1 with it, its
+ * length and its 0-based byte offset; 0 when none occurs; -1 when there is
+ * no such list. */
+int fw_etc_find_word(const fw_etc *e, const char *name, const char *s, size_t n, const char **word,
+                     size_t *wlen, size_t *at);
 /* GB 11643 check.  Returns 1 ok, 0 not; reason static; birth "YYYY-MM-DD"
  * filled when the birth date is valid (else ""). */
 int fw_id_check(const char *id_no, const char **reason, char birth[11]);

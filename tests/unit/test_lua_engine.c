@@ -12,6 +12,7 @@
 
 #include "daemon/config.h"
 #include "daemon/metrics.h"
+#include "lua/rule_int.h"
 #include "tests/unit/test_lua_util.h"
 
 #define RULE(id, on, extra, body)                                                                  \
@@ -407,6 +408,70 @@ static void ctx_find_word(void **state)
     tl_close(&e);
 }
 
+/* fw_etc_find_word (the index behind ctx.find_word) against the plain
+ * definition, on random lists and texts over a small alphabet of 1- to
+ * 3-byte characters (so words overlap, share first bytes, and a match may
+ * start inside a character). */
+static void find_word_index_matches_definition(void **state)
+{
+    (void)state;
+    static const char *const chars[] = {"a", "b", "é", "烟", "酒"};
+    char *dir = fw_t_tmpdir("words");
+    char lists[1100], path[1200];
+    snprintf(lists, sizeof lists, "%s/lists", dir);
+    assert_int_equal(mkdir(lists, 0700), 0);
+    srand(7);
+    for (int round = 0; round < 200; round++) {
+        char words[16][16], file[512] = "";
+        int nw = 1 + rand() % 8;
+        for (int i = 0; i < nw; i++) {
+            words[i][0] = '\0';
+            for (int k = 1 + rand() % 3; k > 0; k--)
+                strcat(words[i], chars[rand() % 5]);
+            strcat(file, words[i]);
+            strcat(file, "\n");
+        }
+        snprintf(path, sizeof path, "%s/w.txt", lists);
+        assert_int_equal(fw_t_write_file(path, file), 0);
+        char err[256];
+        fw_etc *etc = fw_etc_load(dir, err, sizeof err);
+        assert_non_null(etc);
+        for (int t = 0; t < 50; t++) {
+            char text[128] = "";
+            for (int k = rand() % 12; k > 0; k--)
+                strcat(text, chars[rand() % 5]);
+            size_t n = strlen(text);
+            /* the definition: earliest start, then longer, then first in the file */
+            int best = -1;
+            size_t best_at = 0;
+            for (int i = 0; i < nw; i++) {
+                const char *p = strstr(text, words[i]);
+                if (!p)
+                    continue;
+                size_t at = (size_t)(p - text);
+                if (best < 0 || at < best_at ||
+                    (at == best_at && strlen(words[i]) > strlen(words[best]))) {
+                    best = i;
+                    best_at = at;
+                }
+            }
+            const char *w = NULL;
+            size_t wl = 0, at = 0;
+            int rc = fw_etc_find_word(etc, "w", text, n, &w, &wl, &at);
+            if (rc != (best >= 0) || (best >= 0 && (at != best_at || wl != strlen(words[best]) ||
+                                                    memcmp(w, words[best], wl) != 0)))
+                fail_msg("list %s text '%s': got %d '%.*s'@%zu, expected '%s'@%zu", file, text, rc,
+                         (int)wl, w ? w : "", at, best >= 0 ? words[best] : "-", best_at);
+        }
+        assert_int_equal(
+            fw_etc_find_word(etc, "nope", "a", 1, &(const char *){0}, &(size_t){0}, &(size_t){0}),
+            -1);
+        fw_etc_unref(etc);
+    }
+    fw_t_rmtree(dir);
+    free(dir);
+}
+
 #define V_RULE(msg)                                                                                \
     "return { id = 'ver', name = 'v', level = 'blue', on = { 'voucher.created' },\n"               \
     "  check = function(v, ctx) if v.amount > 100 then return '" msg "' end end }\n"
@@ -599,6 +664,7 @@ int main(void)
         cmocka_unit_test(validation_names_file_and_line),
         cmocka_unit_test(ctx_functions),
         cmocka_unit_test(ctx_find_word),
+        cmocka_unit_test(find_word_index_matches_definition),
         cmocka_unit_test(version_and_reload),
         cmocka_unit_test(reload_keeps_old_when_tests_fail),
         cmocka_unit_test(test_runner_and_cli),

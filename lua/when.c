@@ -10,6 +10,8 @@
  *                                           -- the name of an integer param
  *     econ_class = { list = "codes_list" }, -- in the etc list named by a
  *                                           -- string param
+ *     econ_class = { one_of = "classes" },  -- one of the texts of an array
+ *                                           -- param
  *   }
  *
  * Every condition must hold for the rule to be called.  A condition only
@@ -32,16 +34,16 @@
 
 #include "lua/rule_int.h"
 
-enum { W_TEXT, W_GT, W_GE, W_LT, W_LE, W_LIST };
+enum { W_TEXT, W_GT, W_GE, W_LT, W_LE, W_LIST, W_ONEOF };
 
-static const char *const cmp_names[] = {"gt", "ge", "lt", "le", "list"};
+static const char *const cmp_names[] = {"gt", "ge", "lt", "le", "list", "one_of"};
 
 typedef struct when_cond {
     char *field;
     int op;
     char *param;  /* comparisons and list: the param named, or NULL (literal) */
     int64_t num;  /* comparisons: the bound (literal or resolved) */
-    char **texts; /* W_TEXT: the texts (owned); W_LIST: the list's items (etc's) */
+    char **texts; /* W_TEXT, W_ONEOF: the texts (owned); W_LIST: the list's items (etc's) */
     int ntexts;
 } when_cond;
 
@@ -50,6 +52,18 @@ struct fw_when {
     int n;
 };
 
+/* Release c's texts if they are its own (W_LIST's items are etc's). */
+static void free_texts(when_cond *c)
+{
+    if (c->op == W_TEXT || c->op == W_ONEOF) {
+        for (int k = 0; k < c->ntexts; k++)
+            free(c->texts[k]);
+        free(c->texts);
+    }
+    c->texts = NULL;
+    c->ntexts = 0;
+}
+
 void fw_when_free(fw_when *w)
 {
     if (!w)
@@ -57,11 +71,7 @@ void fw_when_free(fw_when *w)
     for (int i = 0; i < w->n; i++) {
         free(w->c[i].field);
         free(w->c[i].param);
-        if (w->c[i].op == W_TEXT) { /* W_LIST's items are etc's */
-            for (int k = 0; k < w->c[i].ntexts; k++)
-                free(w->c[i].texts[k]);
-            free(w->c[i].texts);
-        }
+        free_texts(&w->c[i]);
     }
     free(w->c);
     free(w);
@@ -122,27 +132,31 @@ static int parse_cond(lua_State *L, when_cond *c, char *err, size_t errlen)
     while (lua_next(L, v)) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
         int op = -1;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 6; i++)
             if (strcmp(k, cmp_names[i]) == 0)
                 op = W_GT + i;
         if (op < 0 || found++)
-            return snprintf(err, errlen, "when.%s: one of gt, ge, lt, le or list", c->field), -1;
+            return snprintf(err, errlen, "when.%s: one of gt, ge, lt, le, list or one_of",
+                            c->field),
+                   -1;
         c->op = op;
         if (lua_type(L, -1) == LUA_TSTRING) {
             if (!(c->param = strdup(lua_tostring(L, -1))))
                 return snprintf(err, errlen, "out of memory"), -1;
-        } else if (op != W_LIST && lua_isinteger(L, -1)) {
+        } else if (op != W_LIST && op != W_ONEOF && lua_isinteger(L, -1)) {
             c->num = (int64_t)lua_tointeger(L, -1);
         } else {
             return snprintf(err, errlen, "when.%s.%s: %s", c->field, k,
-                            op == W_LIST ? "the name of a string param (a list name)"
-                                         : "an integer or the name of an integer param"),
+                            op == W_LIST    ? "the name of a string param (a list name)"
+                            : op == W_ONEOF ? "the name of an array param"
+                                            : "an integer or the name of an integer param"),
                    -1;
         }
         lua_pop(L, 1);
     }
     if (!found)
-        return snprintf(err, errlen, "when.%s: one of gt, ge, lt, le or list", c->field), -1;
+        return snprintf(err, errlen, "when.%s: one of gt, ge, lt, le, list or one_of", c->field),
+               -1;
     return 0;
 }
 
@@ -206,6 +220,23 @@ int fw_when_resolve(fw_when *w, lua_State *L, int params, const fw_etc *etc, cha
                             cmp_names[c->op - W_GT], c->param),
                    -1;
         }
+        if (c->op == W_ONEOF) {
+            free_texts(c);
+            size_t n = t == LUA_TTABLE ? lua_rawlen(L, -1) : 0;
+            int ok = t == LUA_TTABLE && (c->texts = calloc(n + 1, sizeof *c->texts)) != NULL;
+            for (size_t k = 1; ok && k <= n; k++) {
+                ok = lua_rawgeti(L, -1, (lua_Integer)k) == LUA_TSTRING &&
+                     (c->texts[c->ntexts] = strdup(lua_tostring(L, -1))) != NULL;
+                c->ntexts += ok;
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            if (!ok)
+                return snprintf(err, errlen, "when.%s.one_of: params.%s must be an array of texts",
+                                c->field, c->param),
+                       -1;
+            continue;
+        }
         if (c->op == W_LIST) {
             const char *name = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
             int n = 0;
@@ -251,7 +282,7 @@ int fw_when_pass(const fw_when *w, const json_t *body)
     for (int i = 0; i < w->n; i++) {
         const when_cond *c = &w->c[i];
         const json_t *f = json_object_get(body, c->field);
-        if (c->op == W_TEXT || c->op == W_LIST) {
+        if (c->op == W_TEXT || c->op == W_LIST || c->op == W_ONEOF) {
             if (!json_is_string(f))
                 continue; /* cannot tell: check decides */
             if (!text_in(json_string_value(f), c->texts, c->ntexts))

@@ -12,7 +12,7 @@ return {
   on = { "voucher.created" },
   params = { from_month = 10, econ_classes = { "30215", "30217", "30231" },
              words_list = "prepay_words", min = 1000000 },
-  when = { amount = { gt = "min" } },
+  when = { amount = { gt = "min" }, econ_class = { one_of = "econ_classes" } },
   description = "10–12 月会议费、公务接待费、公务用车运行维护费以预付、预存、充值名义支付且金额超过门槛（默认 10000 元）。",
   check = function(v, ctx)
     local p = ctx.params

@@ -1,7 +1,7 @@
 /*
  * test_lua_when.c - a rule's `when` (lua/when.c): the conditions skip the
  * call exactly when they are false, a field it cannot judge lets the call
- * happen, params (defaults and config) and lists are resolved, skips are
+ * happen, params (defaults, config, arrays) and lists are resolved, skips are
  * counted, bad forms are load errors naming the line, and `rules test`
  * fails a case whose event `when` skipped although check hits it.
  */
@@ -17,7 +17,8 @@
 /* A rule whose check always hits: its hits are its calls. */
 #define CALLED(id, when)                                                                           \
     "return { id = '" id "', name = '" id "', level = 'yellow', on = { 'voucher.created' },\n"     \
-    "  params = { limit = 100000, codes_list = 'card_mandatory' },\n"                              \
+    "  params = { limit = 100000, codes_list = 'card_mandatory', classes = { '30211', '39999' } "  \
+    "},\n"                                                                                         \
     "  when = " when ",\n"                                                                         \
     "  check = function(v, ctx) return 'called ' .. v.voucher_no end }\n"
 
@@ -80,6 +81,7 @@ static void conditions_skip_exactly_when_false(void **state)
     tl_write(e.dir, "w_lt.lua", CALLED("w_lt", "{ amount = { lt = 'limit' } }"));
     tl_write(e.dir, "w_le.lua", CALLED("w_le", "{ amount = { le = 'limit' } }"));
     tl_write(e.dir, "w_list.lua", CALLED("w_list", "{ econ_class = { list = 'codes_list' } }"));
+    tl_write(e.dir, "w_oneofp.lua", CALLED("w_oneofp", "{ econ_class = { one_of = 'classes' } }"));
     tl_write(e.dir, "w_both.lua",
              CALLED("w_both", "{ payee_type = 'individual', amount = { gt = 'limit' } }"));
     /* not in the body: cannot tell, so check is called */
@@ -110,6 +112,8 @@ static void conditions_skip_exactly_when_false(void **state)
         {"w_le", "company", "30201", "1000.01", 0},
         {"w_list", "company", "30211", "1.00", 1}, /* 差旅费: on the card list */
         {"w_list", "company", "31002", "1.00", 0},
+        {"w_oneofp", "company", "39999", "1.00", 1},
+        {"w_oneofp", "company", "30201", "1.00", 0},
         {"w_both", "individual", "30201", "1000.01", 1},
         {"w_both", "individual", "30201", "1000.00", 0},
         {"w_both", "company", "30201", "1000.01", 0},
@@ -141,18 +145,22 @@ static void params_from_config(void **state)
     tl_write(
         e.dir, "w_cfg.lua",
         CALLED("w_cfg", "{ amount = { gt = 'limit' }, econ_class = { list = 'codes_list' } }"));
+    tl_write(e.dir, "w_cfg2.lua", CALLED("w_cfg2", "{ econ_class = { one_of = 'classes' } }"));
     fw_config *c = fw_config_new();
     fw_config_add_prefix(c, "rule.");
     char err[1024];
     assert_int_equal(fw_config_set(c, "rule.w_cfg.limit", "500", err, sizeof err), 0);
     assert_int_equal(fw_config_set(c, "rule.w_cfg.codes_list", "catchall_econ", err, sizeof err),
                      0);
+    assert_int_equal(fw_config_set(c, "rule.w_cfg2.classes", "31099", err, sizeof err), 0);
     fw_rules *r = open_rules(&e, c, err, sizeof err);
     assert_non_null(r);
     assert_string_equal(err, "");
     assert_int_equal(calls(&e, r, "w_cfg", "ZF1", "company", "39999", "5.01"), 1);
     assert_int_equal(calls(&e, r, "w_cfg", "ZF2", "company", "39999", "5.00"), 0);
     assert_int_equal(calls(&e, r, "w_cfg", "ZF3", "company", "30211", "5.01"), 0);
+    assert_int_equal(calls(&e, r, "w_cfg2", "ZF4", "company", "31099", "5.01"), 1);
+    assert_int_equal(calls(&e, r, "w_cfg2", "ZF5", "company", "30211", "5.01"), 0);
     fw_rules_free(r);
 
     /* a config list that does not exist is a load problem */
@@ -173,8 +181,8 @@ static void bad_forms_name_the_line(void **state)
         {"5", "when must be a table"},
         {"{}", "at least one field"},
         {"{ Amount = 1 }", "keys must be field names"},
-        {"{ amount = { gt = 1, lt = 2 } }", "one of gt, ge, lt, le or list"},
-        {"{ amount = { eq = 1 } }", "one of gt, ge, lt, le or list"},
+        {"{ amount = { gt = 1, lt = 2 } }", "one of gt, ge, lt, le, list or one_of"},
+        {"{ amount = { eq = 1 } }", "one of gt, ge, lt, le, list or one_of"},
         {"{ amount = { 1, 2 } }", "an array of texts"},
         {"{ payee_type = { 'a', x = 1 } }", "keys 1..n"},
         {"{ amount = { gt = 'nope' } }", "no param 'nope'"},
@@ -182,6 +190,8 @@ static void bad_forms_name_the_line(void **state)
         {"{ amount = { gt = 1.5 } }", "an integer or the name of an integer param"},
         {"{ econ_class = { list = 'limit' } }", "must be a string (a list name)"},
         {"{ econ_class = { list = 3 } }", "the name of a string param"},
+        {"{ econ_class = { one_of = 'limit' } }", "params.limit must be an array of texts"},
+        {"{ econ_class = { one_of = { 'a' } } }", "the name of an array param"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         tl_env e;

@@ -1226,11 +1226,13 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
         int bit;
         const char *kind;
         char id[SUBJECT_ID_SIZE];
+        fw_when_cache when;
     } once;
     if (once.serial != eval_serial || once.ev != ev) {
         once.serial = eval_serial;
         once.ev = ev;
         once.bit = fw_on_index(ev->type);
+        once.when.n = 0;
         const char *idkey = NULL;
         switch (ev->kind) {
         case FW_KIND_VOUCHER:
@@ -1253,7 +1255,7 @@ int fw_rule_eval(fw_rule *r, const fw_event *ev, const fw_payroll_info *pi, fw_h
     }
     if (once.bit < 0 || !(r->on & (1u << once.bit)) || !once.kind)
         return 0;
-    int skip = r->when && !fw_when_pass(r->when, ev->body);
+    int skip = r->when && !fw_when_pass(r->when, ev->body, &once.when);
     if (skip && !r->when_audit) {
         fw_metric_add(r->m_skipped, 1);
         return 0;

@@ -169,8 +169,18 @@ int fw_when_parse(lua_State *L, int idx, fw_when **out, char *err, size_t errlen
 /* Resolve w's param references against the params table at idx and its
  * list names against etc (w NULL: nothing to do).  0 or -1 with err. */
 int fw_when_resolve(fw_when *w, lua_State *L, int idx, const fw_etc *etc, char *err, size_t errlen);
-/* 0 when a condition is false for body (skip the call), else 1 (w NULL: 1). */
-int fw_when_pass(const fw_when *w, const json_t *body);
+/* The fields of one body looked up by fw_when_pass (names borrowed from
+ * the rules, which outlive an evaluation); n = 0 for a new body. */
+#define FW_WHEN_CACHE_FIELDS 8
+typedef struct fw_when_cache {
+    int n;
+    uint64_t hashes[FW_WHEN_CACHE_FIELDS];
+    const char *names[FW_WHEN_CACHE_FIELDS];
+    const json_t *values[FW_WHEN_CACHE_FIELDS];
+} fw_when_cache;
+/* 0 when a condition is false for body (skip the call), else 1 (w NULL:
+ * 1).  cache: the evaluation's (NULL: none). */
+int fw_when_pass(const fw_when *w, const json_t *body, fw_when_cache *cache);
 void fw_when_free(fw_when *w);
 
 /* ---- ctx.c ---- */

@@ -28,6 +28,7 @@
  * subsidy): a rule on payroll.* or tick may not have one.
  */
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static const char *const cmp_names[] = {"gt", "ge", "lt", "le", "list", "one_of"
 
 typedef struct when_cond {
     char *field;
+    uint64_t hash; /* of field (FNV-1a): the cache's first compare */
     int op;
     char *param;  /* comparisons and list: the param named, or NULL (literal) */
     int64_t num;  /* comparisons: the bound (literal or resolved) */
@@ -75,6 +77,14 @@ void fw_when_free(fw_when *w)
     }
     free(w->c);
     free(w);
+}
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
 }
 
 static int field_name_ok(const char *s)
@@ -192,6 +202,7 @@ int fw_when_parse(lua_State *L, int idx, fw_when **out, char *err, size_t errlen
             lua_settop(L, top);
             return snprintf(err, errlen, "out of memory"), -1;
         }
+        c->hash = name_hash(c->field);
         int k = lua_gettop(L) - 1;
         if (parse_cond(L, c, err, errlen) != 0) {
             lua_settop(L, top);
@@ -275,13 +286,32 @@ static int text_in(const char *s, char *const *texts, int n)
     return 0;
 }
 
-int fw_when_pass(const fw_when *w, const json_t *body)
+/* body's field `name`, through the evaluation's cache: the rules of a set
+ * test the same few fields (a string compare each instead of a jansson
+ * lookup: hashing the name, then a compare). */
+static const json_t *field_of(fw_when_cache *cache, const json_t *body, const when_cond *c)
+{
+    if (!cache)
+        return json_object_get(body, c->field);
+    for (int i = 0; i < cache->n; i++)
+        if (cache->hashes[i] == c->hash && strcmp(cache->names[i], c->field) == 0)
+            return cache->values[i];
+    const json_t *v = json_object_get(body, c->field);
+    if (cache->n < FW_WHEN_CACHE_FIELDS) {
+        cache->hashes[cache->n] = c->hash;
+        cache->names[cache->n] = c->field;
+        cache->values[cache->n++] = v;
+    }
+    return v;
+}
+
+int fw_when_pass(const fw_when *w, const json_t *body, fw_when_cache *cache)
 {
     if (!w)
         return 1;
     for (int i = 0; i < w->n; i++) {
         const when_cond *c = &w->c[i];
-        const json_t *f = json_object_get(body, c->field);
+        const json_t *f = field_of(cache, body, c);
         if (c->op == W_TEXT || c->op == W_LIST || c->op == W_ONEOF) {
             if (!json_is_string(f))
                 continue; /* cannot tell: check decides */

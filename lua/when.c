@@ -12,12 +12,14 @@
  *                                           -- string param
  *     econ_class = { one_of = "classes" },  -- one of the texts of an array
  *                                           -- param
+ *     amount = { present = true },          -- the field is there (not null)
  *   }
  *
  * Every condition must hold for the rule to be called.  A condition only
  * skips a call when it can tell: a field that is absent, or not a string
  * (text conditions) or not an integer (comparisons), lets the call happen
- * and check decides, as it did without `when`.  So `when` can only remove
+ * and check decides, as it did without `when` (present is the one that
+ * judges absence).  So `when` can only remove
  * calls whose check would return nothing, if it restates the check's own
  * first test; `fundwatch rules test` checks that for every case (it runs
  * check on each event `when` skipped and fails the case if check hits).
@@ -35,9 +37,9 @@
 
 #include "lua/rule_int.h"
 
-enum { W_TEXT, W_GT, W_GE, W_LT, W_LE, W_LIST, W_ONEOF };
+enum { W_TEXT, W_GT, W_GE, W_LT, W_LE, W_LIST, W_ONEOF, W_PRESENT };
 
-static const char *const cmp_names[] = {"gt", "ge", "lt", "le", "list", "one_of"};
+static const char *const cmp_names[] = {"gt", "ge", "lt", "le", "list", "one_of", "present"};
 
 typedef struct when_cond {
     char *field;
@@ -142,15 +144,18 @@ static int parse_cond(lua_State *L, when_cond *c, char *err, size_t errlen)
     while (lua_next(L, v)) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
         int op = -1;
-        for (int i = 0; i < 6; i++)
+        for (int i = 0; i < 7; i++)
             if (strcmp(k, cmp_names[i]) == 0)
                 op = W_GT + i;
         if (op < 0 || found++)
-            return snprintf(err, errlen, "when.%s: one of gt, ge, lt, le, list or one_of",
+            return snprintf(err, errlen, "when.%s: one of gt, ge, lt, le, list, one_of or present",
                             c->field),
                    -1;
         c->op = op;
-        if (lua_type(L, -1) == LUA_TSTRING) {
+        if (op == W_PRESENT) {
+            if (lua_type(L, -1) != LUA_TBOOLEAN || !lua_toboolean(L, -1))
+                return snprintf(err, errlen, "when.%s.present: must be true", c->field), -1;
+        } else if (lua_type(L, -1) == LUA_TSTRING) {
             if (!(c->param = strdup(lua_tostring(L, -1))))
                 return snprintf(err, errlen, "out of memory"), -1;
         } else if (op != W_LIST && op != W_ONEOF && lua_isinteger(L, -1)) {
@@ -165,7 +170,8 @@ static int parse_cond(lua_State *L, when_cond *c, char *err, size_t errlen)
         lua_pop(L, 1);
     }
     if (!found)
-        return snprintf(err, errlen, "when.%s: one of gt, ge, lt, le, list or one_of", c->field),
+        return snprintf(err, errlen, "when.%s: one of gt, ge, lt, le, list, one_of or present",
+                        c->field),
                -1;
     return 0;
 }
@@ -312,6 +318,11 @@ int fw_when_pass(const fw_when *w, const json_t *body, fw_when_cache *cache)
     for (int i = 0; i < w->n; i++) {
         const when_cond *c = &w->c[i];
         const json_t *f = field_of(cache, body, c);
+        if (c->op == W_PRESENT) { /* v.field ~= nil: null fields are nil too */
+            if (!f || json_is_null(f))
+                return 0;
+            continue;
+        }
         if (c->op == W_TEXT || c->op == W_LIST || c->op == W_ONEOF) {
             if (!json_is_string(f))
                 continue; /* cannot tell: check decides */

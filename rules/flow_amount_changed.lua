@@ -10,6 +10,7 @@ return {
   level = "red",
   on = { "voucher.*" },
   params = {},
+  when = { amount = { present = true } },
   description = "凭证后续事件所带金额与生成时金额不一致。",
   check = function(v, ctx)
     if v.amount == nil then

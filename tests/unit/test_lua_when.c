@@ -86,6 +86,9 @@ static void conditions_skip_exactly_when_false(void **state)
              CALLED("w_both", "{ payee_type = 'individual', amount = { gt = 'limit' } }"));
     /* not in the body: cannot tell, so check is called */
     tl_write(e.dir, "w_absent.lua", CALLED("w_absent", "{ no_such_field = 'x' }"));
+    /* ... except for present */
+    tl_write(e.dir, "w_present.lua", CALLED("w_present", "{ no_such_field = { present = true } }"));
+    tl_write(e.dir, "w_present2.lua", CALLED("w_present2", "{ payee_type = { present = true } }"));
     /* a text condition on a number: cannot tell either */
     tl_write(e.dir, "w_type.lua",
              CALLED("w_type", "{ amount = 'x', year = { list = 'codes_list' } }"));
@@ -118,6 +121,8 @@ static void conditions_skip_exactly_when_false(void **state)
         {"w_both", "individual", "30201", "1000.00", 0},
         {"w_both", "company", "30201", "1000.01", 0},
         {"w_absent", "company", "30201", "1.00", 1},
+        {"w_present", "company", "30201", "1.00", 0},
+        {"w_present2", "company", "30201", "1.00", 1},
         {"w_type", "company", "30201", "1.00", 1},
     };
     double skips_before = skipped("w_text");
@@ -181,8 +186,8 @@ static void bad_forms_name_the_line(void **state)
         {"5", "when must be a table"},
         {"{}", "at least one field"},
         {"{ Amount = 1 }", "keys must be field names"},
-        {"{ amount = { gt = 1, lt = 2 } }", "one of gt, ge, lt, le, list or one_of"},
-        {"{ amount = { eq = 1 } }", "one of gt, ge, lt, le, list or one_of"},
+        {"{ amount = { gt = 1, lt = 2 } }", "one of gt, ge, lt, le, list, one_of or present"},
+        {"{ amount = { eq = 1 } }", "one of gt, ge, lt, le, list, one_of or present"},
         {"{ amount = { 1, 2 } }", "an array of texts"},
         {"{ payee_type = { 'a', x = 1 } }", "keys 1..n"},
         {"{ amount = { gt = 'nope' } }", "no param 'nope'"},
@@ -191,6 +196,7 @@ static void bad_forms_name_the_line(void **state)
         {"{ econ_class = { list = 'limit' } }", "must be a string (a list name)"},
         {"{ econ_class = { list = 3 } }", "the name of a string param"},
         {"{ econ_class = { one_of = 'limit' } }", "params.limit must be an array of texts"},
+        {"{ amount = { present = false } }", "when.amount.present: must be true"},
         {"{ econ_class = { one_of = { 'a' } } }", "the name of an array param"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

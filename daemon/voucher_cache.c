@@ -77,6 +77,9 @@ struct fw_vcache {
     size_t paircap;
     char *arena;
     size_t alen, acap;
+    uint32_t *nos; /* fingerprints of every voucher number the entries held
+                      since the load (0 = empty); cap a power of two */
+    size_t nnos, nocap;
     int64_t *pending;
     size_t npending, cappending;
     long txn_writes;  /* voucher rows written since the connection was last
@@ -110,6 +113,7 @@ struct fw_vcache {
     uint64_t rec_op_gen;  /* rgen at _begin */
     long rec_reads;       /* voucher records read from SQL (tests) */
     long row_reads;       /* voucher rows re-read from SQL after a write (tests) */
+    long absent_answers;  /* "no such voucher" answered from the fingerprints (tests) */
 };
 
 /* Caches by connection, to refuse a second one and to find a connection's
@@ -172,7 +176,57 @@ static void clear_all(fw_vcache *c)
         memset(c->rowmap, 0, c->rowcap * sizeof *c->rowmap);
     if (c->pairmap)
         memset(c->pairmap, 0, c->paircap * sizeof *c->pairmap);
+    c->nnos = 0;
+    if (c->nos)
+        memset(c->nos, 0, c->nocap * sizeof *c->nos);
     c->loaded = 0;
+}
+
+/* ---- the voucher numbers' fingerprints ----
+ *
+ * 32 bits of the number's hash (0 is the empty slot); the slot follows from
+ * the fingerprint alone, so the table can grow without the numbers.  Two
+ * numbers with one fingerprint are one element: the set answers "maybe"
+ * for both, never "absent" for either. */
+
+static uint32_t no_fingerprint(const char *no, size_t n)
+{
+    uint32_t f = (uint32_t)(hash_bytes(no, n) >> 32);
+    return f ? f : 1;
+}
+
+static uint32_t *no_slot(fw_vcache *c, uint32_t f)
+{
+    size_t mask = c->nocap - 1;
+    for (size_t i = hash_int(f) & mask;; i = (i + 1) & mask)
+        if (!c->nos[i] || c->nos[i] == f)
+            return &c->nos[i];
+}
+
+static void no_grow(fw_vcache *c)
+{
+    uint32_t *old = c->nos;
+    size_t oldcap = c->nocap;
+    c->nocap = oldcap ? oldcap * 2 : 4096;
+    c->nos = calloc(c->nocap, sizeof *c->nos);
+    if (!c->nos)
+        abort();
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i])
+            *no_slot(c, old[i]) = old[i];
+    free(old);
+}
+
+static void no_add(fw_vcache *c, const char *no, size_t n)
+{
+    if ((c->nnos + 1) * 2 > c->nocap)
+        no_grow(c);
+    uint32_t f = no_fingerprint(no, n);
+    uint32_t *slot = no_slot(c, f);
+    if (!*slot) {
+        *slot = f;
+        c->nnos++;
+    }
 }
 
 /* ---- the rowid map ---- */
@@ -332,6 +386,7 @@ static void put_values(fw_vcache *c, int64_t rowid, const char *unit, const char
     if (!(x->live && x->vno_len == vl && memcmp(c->arena + x->vno_off, vno, vl) == 0)) {
         x->vno_off = arena_add(c, vno, vl);
         x->vno_len = (uint32_t)vl;
+        no_add(c, vno, vl); /* an old number stays in the set: "maybe" is safe */
     }
     x->pair = (uint32_t)pair_find(c, key, klen, 1);
     x->live = 1;
@@ -564,6 +619,7 @@ void fw_vcache_free(fw_vcache *c)
     free(c->pairs);
     free(c->pairmap);
     free(c->arena);
+    free(c->nos);
     free(c->pending);
     free(c->inds);
     free(c->indmap);
@@ -869,19 +925,42 @@ static int rec_check_other_writers(fw_vcache *c)
     return dv_check(c, &c->rec_dv, &c->rgen);
 }
 
+/* 1 when no voucher of that number exists as the connection sees it: once
+ * sync_cache has brought the entries up to the table, every number in the
+ * table has its fingerprint in the set.  0: it may exist, or the cache
+ * cannot tell (a store error): ask SQL. */
+static int no_absent(fw_vcache *c, const char *no, size_t n)
+{
+    if (!no || sync_cache(c) != 0)
+        return 0;
+    if (c->nocap && *no_slot(c, no_fingerprint(no, n)))
+        return 0;
+    c->absent_answers++;
+    return 1;
+}
+
 int fw_vcache_voucher(fw_vcache *c, const char *no, fw_voucher_rec *out)
 {
     size_t n = no ? strlen(no) : 0;
     if (!no || n >= REC_NO_MAX)
-        return fw_ledger_voucher_rec(c->l, no, out);
+        return no_absent(c, no, n) ? 0 : fw_ledger_voucher_rec(c->l, no, out);
     if (rec_check_other_writers(c) != 0)
         return -1;
-    vr_entry *e = rec_entry(c, no, n);
-    if (e->gen == c->rgen) {
-        if (e->found)
-            *out = e->rec;
-        return e->found;
+    if (c->reccap) {
+        uint32_t *slot = rec_slot(c, no, n);
+        const vr_entry *e = *slot ? &c->recs[*slot - 1] : NULL;
+        if (e && e->gen == c->rgen) {
+            if (e->found)
+                *out = e->rec;
+            return e->found;
+        }
     }
+    /* Not kept as a record: a new number is most of these (every
+     * voucher.created asks for its own), answered without SQL and without
+     * taking a record's place. */
+    if (no_absent(c, no, n))
+        return 0;
+    vr_entry *e = rec_entry(c, no, n);
     int rc = fw_ledger_voucher_rec(c->l, no, out);
     c->rec_reads++;
     if (rc < 0)
@@ -896,13 +975,13 @@ int fw_vcache_voucher(fw_vcache *c, const char *no, fw_voucher_rec *out)
 int fw_vcache_voucher_peek(fw_vcache *c, const char *no, fw_voucher_rec *out)
 {
     size_t n = no ? strlen(no) : 0;
-    if (!no || n >= REC_NO_MAX || !c->reccap)
+    if (!no || n >= REC_NO_MAX)
         return -2;
     if (rec_check_other_writers(c) != 0)
         return -1;
-    uint32_t *slot = rec_slot(c, no, n);
-    if (!*slot || c->recs[*slot - 1].gen != c->rgen)
-        return -2;
+    uint32_t *slot = c->reccap ? rec_slot(c, no, n) : NULL;
+    if (!slot || !*slot || c->recs[*slot - 1].gen != c->rgen)
+        return no_absent(c, no, n) ? 0 : -2;
     const vr_entry *e = &c->recs[*slot - 1];
     if (e->found)
         *out = e->rec;
@@ -946,4 +1025,9 @@ void fw_vcache_voucher_put(fw_vcache *c, const char *no, const fw_voucher_rec *r
 long fw_vcache_voucher_reads(const fw_vcache *c)
 {
     return c ? c->rec_reads : 0;
+}
+
+long fw_vcache_absent_answers(const fw_vcache *c)
+{
+    return c ? c->absent_answers : 0;
 }

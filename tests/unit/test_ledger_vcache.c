@@ -13,8 +13,10 @@
  * equal fw_ledger_voucher_rec and the row read by SQL over random
  * creations (repeated numbers, unknown indicators) and
  * flow events (also for numbers never created), rows written outside the
- * ledger and the same transactions and rollbacks; after a voucher's own
- * operations its record is read from nowhere but the cache.
+ * ledger (vouchers inserted too, on its connection and on another one) and
+ * the same transactions and rollbacks; after a voucher's own operations its
+ * record is read from nowhere but the cache, and a number that does not
+ * exist is answered without SQL (the fingerprints), which SQL confirms.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -560,24 +562,51 @@ static void check_record(fw_vcache *c, fw_ledger *lg, const char *no, int step)
     json_decref(row);
 }
 
+/* Voucher ZR<no>'s row (and body) written by plain SQL on db, not by the
+ * ledger: nothing hands it to the cache.  Nothing when the number exists. */
+static void insert_voucher_outside(sqlite3 *db, int no, int seq)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT OR IGNORE INTO vouchers(voucher_no, unit_code, indicator_id, year,"
+             " func_class, econ_class, pay_method, settle_method, payee_type, payee_name,"
+             " payee_account, amount, state, spend, created_event, created_at)"
+             " VALUES ('ZR%d', '101001', 'ZB2024-101001-0001', 2024, '2050201', '30201',"
+             " 'direct', 'transfer', 'company', 'payee', '62220001', %d, 'created', 1,"
+             " 'evt-o%d', %d);"
+             "INSERT OR IGNORE INTO voucher_bodies(n, body)"
+             " SELECT n, '{\"amount\":' || amount || '}' FROM vouchers WHERE voucher_no = 'ZR%d'",
+             no, 100 + no, seq, (int)(T0 + seq), no);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
 static void records_match_sql_through_rollbacks(void **state)
 {
     (void)state;
-    char err[256];
-    fw_store *st = fw_store_open(":memory:", fw_ledger_migrations, fw_ledger_nmigrations, 0,
+    char dir[] = "/tmp/fw-vcache-XXXXXX", path[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/ledger.db", dir);
+    fw_store *st = fw_store_open(path, fw_ledger_migrations, fw_ledger_nmigrations, 0,
                                  FW_SYNC_NORMAL, err, sizeof err);
     assert_non_null(st);
     fw_ledger *lg = fw_ledger_new(st);
     allocate_test_indicator(lg);
     fw_vcache *c = fw_vcache_new(lg);
     assert_non_null(c);
+    sqlite3 *other; /* another connection's commits */
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
     int seq = 0;
     txn_walk w = {0};
-    long checks = 0, found = 0, outside = 0, events = 0;
+    long checks = 0, found = 0, outside = 0, events = 0, others = 0;
+    /* The ledger creates ZR0..149; ZR150..399 are inserted by plain SQL on
+     * the cache's connection, ZR400..649 on another one (both rarely: most
+     * stay absent, and asked). */
     for (int step = 0; step < 10000; step++) {
         unsigned op = (unsigned)(xr() % 100);
         int no = (int)(xr() % 150);
         char vno[32];
+        if (op >= 58 && xr() % 3 == 0)
+            no = 150 + (int)(xr() % 500);
         snprintf(vno, sizeof vno, "ZR%d", no);
         if (op < 15) {
             record_create(lg, seq++, no); /* numbers repeat: refused creations too */
@@ -606,6 +635,14 @@ static void records_match_sql_through_rollbacks(void **state)
             seq++;
             exec(st, sql);
             outside++;
+        } else if (op < 56) {
+            insert_voucher_outside(fw_store_db(st), 150 + (int)(xr() % 250), seq++);
+            outside++;
+        } else if (op < 58) {
+            if (!w.in_txn) { /* else it would wait for this one's lock */
+                insert_voucher_outside(other, 400 + (int)(xr() % 250), seq++);
+                others++;
+            }
         } else {
             check_record(c, lg, vno, step);
             checks++;
@@ -614,16 +651,23 @@ static void records_match_sql_through_rollbacks(void **state)
     }
     if (w.in_txn)
         exec(st, "COMMIT");
-    for (int no = 0; no < 150; no++) {
+    long absent = 0;
+    for (int no = 0; no < 650; no++) {
         char vno[32];
         snprintf(vno, sizeof vno, "ZR%d", no);
         check_record(c, lg, vno, -1);
+        absent += fw_ledger_voucher_rec(lg, vno, &(fw_voucher_rec){0}) == 0;
     }
-    /* The sequence exercised what it is meant to. */
+    /* The sequence exercised what it is meant to: every kind of number
+     * present and absent at the end, and "no such voucher" answered from
+     * the fingerprints (as SQL did) throughout. */
     assert_true(checks > 3000);
     assert_true(found > checks / 3);
-    assert_true(outside > 100);
+    assert_true(outside > 200);
+    assert_true(others > 50);
     assert_true(w.rollbacks > 40);
+    assert_true(absent > 100 && absent < 550);
+    assert_true(fw_vcache_absent_answers(c) > checks / 10);
     assert_true(fw_vcache_voucher_reads(c) < checks + events);
     /* Without rollbacks or outside writes, each number is read from SQL
      * at most once, whatever the ledger does to it. */
@@ -642,25 +686,50 @@ static void records_match_sql_through_rollbacks(void **state)
     }
     assert_true(fw_vcache_voucher_reads(c) - reads0 <= 150);
 
+    /* A number never created is answered without SQL, by
+     * fw_vcache_voucher and by the ledger's `created` (its peek) ... */
+    long reads = fw_vcache_voucher_reads(c), absents = fw_vcache_absent_answers(c);
+    fw_voucher_rec r;
+    assert_int_equal(fw_vcache_voucher(c, "ZR1000", &r), 0);
+    assert_int_equal(fw_vcache_voucher_peek(c, "ZR1000", &r), 0);
+    assert_int_equal(fw_vcache_voucher_reads(c), reads);
+    assert_int_equal(fw_vcache_absent_answers(c), absents + 2);
+    /* ... found once created, absent again once that is rolled back, and
+     * found once another connection inserts it. */
+    exec(st, "BEGIN");
+    record_create(lg, seq++, 1001);
+    check_record(c, lg, "ZR1001", -3);
+    assert_int_equal(fw_vcache_voucher(c, "ZR1001", &r), 1);
+    exec(st, "ROLLBACK");
+    assert_int_equal(fw_vcache_voucher(c, "ZR1001", &r), 0);
+    check_record(c, lg, "ZR1001", -3);
+    insert_voucher_outside(other, 1001, seq++);
+    assert_int_equal(fw_vcache_voucher(c, "ZR1001", &r), 1);
+    check_record(c, lg, "ZR1001", -3);
+    sqlite3_close(other);
+
     /* A voucher's operations hand its record over: no read after them. */
     record_create(lg, seq++, 1000);
-    long reads = fw_vcache_voucher_reads(c);
+    reads = fw_vcache_voucher_reads(c);
     for (int i = 0; i < 6; i++) {
         record_event(lg, seq++, 1000);
         check_record(c, lg, "ZR1000", -2);
     }
     assert_int_equal(fw_vcache_voucher_reads(c), reads);
 
-    /* A number of REC_NO_MAX bytes or more goes to SQL each time. */
+    /* A number of REC_NO_MAX bytes or more takes no record (absent: the
+     * fingerprints answer; present, SQL would). */
     char longno[80];
     memset(longno, 'Z', 70);
     longno[70] = '\0';
-    fw_voucher_rec r;
     assert_int_equal(fw_vcache_voucher(c, longno, &r), 0);
     assert_int_equal(fw_vcache_voucher_reads(c), reads);
     fw_vcache_free(c);
     fw_ledger_free(lg);
     fw_store_close(st);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* The migration that moves the bodies out of the rows keeps every body

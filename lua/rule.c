@@ -795,8 +795,9 @@ static void collect_result(lua_State *L, call_args *a, int idx)
  * [1] the overlay metatable of v (payroll.run: the part with complete and
  * total_net), [2] the read-only run table (payroll: ctx.run), [3] the
  * overlay metatables of the lines, made at first use, [4] ctx results
- * shared by the rules (fw_eval_push_ctx_cache). */
-enum { EV_MT = 1, EV_RUN = 2, EV_LINES = 3, EV_CTX = 4 };
+ * shared by the rules (fw_eval_push_ctx_cache), [5] the body of a lazy
+ * v (fw_sbx_push_lazy_body: what the next evaluation prefills). */
+enum { EV_MT = 1, EV_RUN = 2, EV_LINES = 3, EV_CTX = 4, EV_BODY = 5 };
 
 /* Per thread: each rule set (its lua_State) is used by one thread only; the
  * pre-payment check thread has a rule set of its own (daemon/precheck.h). */
@@ -826,21 +827,29 @@ static int do_build_eval(lua_State *L)
 {
     build_args *b = lua_touserdata(L, 1);
     fw_sbx *s = fw_sbx_of(L);
-    lua_createtable(L, 3, 0); /* 2 */
+    lua_createtable(L, 5, 0); /* 2 */
     if (!b->payroll && fw_sbx_push_lazy_event(L, b->body)) {
         /* 3: S, fields converted on first read (sandbox.c, "lazy S"); the
          * fields the rules read in the previous evaluation's S are
          * converted now, in one go: the rules of a state read the same
          * fields of event after event, and a first read through S's
-         * __index (a metamethod call) cost several times as much. */
+         * __index (a metamethod call) cost several times as much.  The
+         * previous S's body says which (kept as [EV_BODY]: S drops it
+         * when completed); a previous event that was not lazy, by its
+         * table's keys. */
+        fw_sbx_push_lazy_body(L, 3); /* 4 */
         if (s->eval_ref != LUA_NOREF &&
-            lua_rawgeti(L, LUA_REGISTRYINDEX, s->eval_ref) == LUA_TTABLE &&
-            lua_rawgeti(L, -1, EV_MT) == LUA_TTABLE) {
-            lua_pushliteral(L, "__index");
-            if (lua_rawget(L, -2) == LUA_TTABLE)
+            lua_rawgeti(L, LUA_REGISTRYINDEX, s->eval_ref) == LUA_TTABLE) { /* 5 */
+            if (lua_rawgeti(L, 5, EV_BODY) == LUA_TUSERDATA) {
                 fw_sbx_lazy_prefill(L, 3, -1);
+            } else if (lua_rawgeti(L, 5, EV_MT) == LUA_TTABLE) {
+                lua_pushliteral(L, "__index");
+                if (lua_rawget(L, -2) == LUA_TTABLE)
+                    fw_sbx_lazy_prefill(L, 3, -1);
+            }
         }
-        lua_settop(L, 3);
+        lua_settop(L, 4);
+        lua_rawseti(L, 2, EV_BODY);
         fw_sbx_push_overlay_mt(L, 3);
         lua_rawseti(L, 2, EV_MT);
         lua_settop(L, 2);

@@ -50,6 +50,7 @@ typedef struct fw_sbx {
     int envmt_ref;   /* registry: metatable of the rules' environments */
     int lazy_mt_ref, lazy_body_mt_ref; /* registry: metatables of a lazy event (sandbox.c) */
     int mtkeys_ref;                    /* registry: {"__index", "__newindex", "__pairs"} */
+    int lazy_keys_ref;                 /* registry: the lazy events' keys by position */
     void *owner;  /* the fw_rule being called (NULL: the engine, a test file) */
     json_t *keep; /* json values to release after the current call */
     void *pool_free[FW_SBX_POOL_MAX / 16 + 1]; /* free blocks by 16-byte class */
@@ -111,8 +112,14 @@ void fw_sbx_push_overlay(lua_State *L, int mt);
  * (the caller may free body at once), and return 1; else push nothing and
  * return 0. */
 int fw_sbx_push_lazy_event(lua_State *L, const json_t *body);
-/* Convert now the fields of the lazy S at idx (an event's) that the table
- * at prev holds (raw string keys: the fields read of an earlier S). */
+/* Push the body userdata of the lazy S at idx (fw_sbx_push_lazy_event;
+ * nothing else may be done with it but hand it to fw_sbx_lazy_prefill) and
+ * return its type (LUA_TNIL once S was completed). */
+int fw_sbx_push_lazy_body(lua_State *L, int idx);
+/* Convert now the fields of the lazy S at idx (an event's) that an earlier
+ * S holds: prev is that S's body (fw_sbx_push_lazy_body, taken when S was
+ * made: the fields converted into S), or a table (raw string keys: the
+ * fields of an earlier, not lazy, event). */
 void fw_sbx_lazy_prefill(lua_State *L, int idx, int prev);
 /* Adds to the partial body what a read of key needs (key NULL: all that
  * is missing); raises a Lua error on failure, leaving body consistent. */

@@ -474,7 +474,8 @@ typedef struct lazy_ud {
 enum { BLOB_STR, BLOB_INT, BLOB_REAL, BLOB_TRUE, BLOB_FALSE };
 typedef struct blob_field {
     uint32_t key, klen; /* in text */
-    int type;
+    uint8_t type;
+    uint8_t conv;  /* converted into S (read, prefilled or completed) */
     uint32_t slen; /* BLOB_STR: the value is text + s */
     union {
         uint32_t s;
@@ -527,7 +528,7 @@ static void lazy_push_field(lua_State *L, const json_t *j)
     }
 }
 
-static const blob_field *blob_find(const lazy_blob *b, const char *k, size_t kl)
+static blob_field *blob_find(lazy_blob *b, const char *k, size_t kl)
 {
     const char *text = BLOB_TEXT(b);
     for (int i = 0; i < b->n; i++)
@@ -566,10 +567,11 @@ static int lazy_index(lua_State *L)
     if (!p)
         return 0;
     if (*(int *)p == LAZY_BLOB) {
-        const blob_field *f = blob_find(p, k, kl);
+        blob_field *f = blob_find(p, k, kl);
         if (!f)
             return 0;
         blob_push(L, p, f);
+        f->conv = 1;
     } else {
         lazy_ud *u = p;
         const json_t *j = json_object_getn(u->body, k, kl);
@@ -595,9 +597,10 @@ void fw_sbx_lazy_complete(lua_State *L, int idx)
         return;
     luaL_checkstack(L, 8, "event");
     if (*(int *)p == LAZY_BLOB) {
-        const lazy_blob *b = p;
+        lazy_blob *b = p;
         const char *text = BLOB_TEXT(b);
         for (int i = 0; i < b->n; i++) {
+            b->f[i].conv = 1;
             lua_pushlstring(L, text + b->f[i].key, b->f[i].klen);
             lua_pushvalue(L, -1);
             if (lua_rawget(L, idx) != LUA_TNIL) {
@@ -706,6 +709,7 @@ int fw_sbx_push_lazy_event(lua_State *L, const json_t *body)
         f->klen = (uint32_t)kl;
         off += (uint32_t)kl;
         f->slen = 0;
+        f->conv = 0;
         switch (json_typeof(j)) {
         case JSON_STRING:
             f->type = BLOB_STR;
@@ -734,6 +738,30 @@ int fw_sbx_push_lazy_event(lua_State *L, const json_t *body)
     return 1;
 }
 
+int fw_sbx_push_lazy_body(lua_State *L, int idx)
+{
+    return lua_rawgetp(L, idx, &lazy_body_key);
+}
+
+/* Push the Lua string of the key of b's field j, from the state's key
+ * cache kt (kt[j + 1]: the key at that position in an earlier blob; the
+ * events of a state have the same fields in the same order, so it is
+ * almost always there, and pushing it costs no hashing or interning). */
+static void blob_push_key(lua_State *L, int kt, const lazy_blob *b, int j)
+{
+    const char *k = BLOB_TEXT(b) + b->f[j].key;
+    size_t kl = b->f[j].klen, cl;
+    if (lua_rawgeti(L, kt, j + 1) == LUA_TSTRING) {
+        const char *c = lua_tolstring(L, -1, &cl);
+        if (cl == kl && memcmp(c, k, kl) == 0)
+            return;
+    }
+    lua_pop(L, 1);
+    lua_pushlstring(L, k, kl);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, kt, j + 1);
+}
+
 void fw_sbx_lazy_prefill(lua_State *L, int idx, int prev)
 {
     idx = lua_absindex(L, idx);
@@ -741,8 +769,38 @@ void fw_sbx_lazy_prefill(lua_State *L, int idx, int prev)
     void *p = lazy_get(L, idx);
     if (!p || *(int *)p != LAZY_BLOB)
         return;
-    const lazy_blob *b = p;
+    lazy_blob *b = p;
     luaL_checkstack(L, 6, "event");
+    if (lua_type(L, prev) == LUA_TUSERDATA) {
+        /* The previous event's blob: its fields marked converted are the
+         * keys its S holds (lazy_index, this loop and fw_sbx_lazy_complete
+         * mark them, nothing else writes into S), found here at the same
+         * position in the new blob or else by a scan. */
+        const lazy_blob *pb = lua_touserdata(L, prev);
+        if (!pb || pb->kind != LAZY_BLOB)
+            return;
+        fw_sbx *s = fw_sbx_of(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->lazy_keys_ref);
+        int kt = lua_gettop(L);
+        const char *ptext = BLOB_TEXT(pb), *text = BLOB_TEXT(b);
+        for (int i = 0; i < pb->n; i++) {
+            const blob_field *pf = &pb->f[i];
+            if (!pf->conv)
+                continue;
+            blob_field *f = NULL;
+            if (i < b->n && b->f[i].klen == pf->klen &&
+                memcmp(text + b->f[i].key, ptext + pf->key, pf->klen) == 0)
+                f = &b->f[i];
+            else if (!(f = blob_find(b, ptext + pf->key, pf->klen)))
+                continue;
+            blob_push_key(L, kt, b, (int)(f - b->f));
+            blob_push(L, b, f);
+            lua_rawset(L, idx);
+            f->conv = 1;
+        }
+        lua_pop(L, 1);
+        return;
+    }
     lua_pushnil(L);
     while (lua_next(L, prev)) {
         lua_pop(L, 1);
@@ -750,12 +808,13 @@ void fw_sbx_lazy_prefill(lua_State *L, int idx, int prev)
             continue; /* the private key of a lazy S */
         size_t kl;
         const char *k = lua_tolstring(L, -1, &kl);
-        const blob_field *f = blob_find(b, k, kl);
+        blob_field *f = blob_find(b, k, kl);
         if (!f)
             continue;
         lua_pushvalue(L, -1);
         blob_push(L, b, f);
         lua_rawset(L, idx);
+        f->conv = 1;
     }
 }
 
@@ -1149,6 +1208,8 @@ static int sbx_setup(lua_State *L)
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     s->lazy_body_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 32, 0); /* keys of the events' fields by position */
+    s->lazy_keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_createtable(L, 3, 0); /* keys of an overlay's metatable */
     lua_pushliteral(L, "__index");
     lua_rawseti(L, -2, 1);

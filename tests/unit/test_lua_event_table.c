@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "daemon/voucher_cache.h"
 #include "tests/unit/test_lua_util.h"
 
 #define RULE(id, body)                                                                             \
@@ -391,6 +392,67 @@ static void memo_copies_and_clears(void **state)
     tl_close(&e);
 }
 
+/* ctx.indicator's table holds the balances read in its evaluation and the
+ * other fields from a base the state keeps per indicator (lua/ctx.c): a
+ * later evaluation sees the new balances, a table kept from an earlier one
+ * its own (walked too: all 13 fields), a write stays in the writer's
+ * table, and a class changed in the ledger (the cache told, as the ledger
+ * does for its own writes) gives a new base. */
+static void indicator_base_across_evaluations(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    tl_write(e.dir, "kb_keep.lua",
+             "local saved\n" RULE(
+                 "kb_keep",
+                 "    local before = saved\n"
+                 "    local ind = ctx.indicator(v.indicator_id)\n"
+                 "    saved = ind\n"
+                 "    local prev = '-'\n"
+                 "    if before ~= nil then\n"
+                 "      local n = 0\n"
+                 "      for _ in pairs(before) do n = n + 1 end\n"
+                 "      prev = ('%%s %%d %%d %%d'):format(before.econ_class, before.frozen,\n"
+                 "        before.available, n)\n"
+                 "    end\n"
+                 "    ind.available = -1\n"
+                 "    return ('%%s %%d %%d %%s | %%s'):format(ind.econ_class, ind.frozen,\n"
+                 "      ind.available, tostring(ind.flags.salary), prev)"));
+    tl_write(e.dir, "kb_walk.lua",
+             RULE("kb_walk", "    local ind = ctx.indicator(v.indicator_id)\n"
+                             "    local n, av = 0, nil\n"
+                             "    for k, x in pairs(ind) do n = n + 1; if k == 'available' then "
+                             "av = x end end\n"
+                             "    return ('%%d %%d %%s %%s'):format(n, av, ind.unit_code,\n"
+                             "      tostring(getmetatable(ind)))"));
+    tl_write(e.dir, "kb_none.lua",
+             RULE("kb_none", "    return tostring(ctx.indicator('ZB-NONE'))"));
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    tl_feed(&e, r, "fiscal.indicator.101001", TL_ALLOCATE("ZB2024-101001-0001", "1000.00"), &hits);
+    fw_hit_list_clear(&hits);
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "100.00"), &hits);
+    assert_string_equal(msg_of(&hits, "kb_keep"), "30201 0 -1 true | -");
+    assert_string_equal(msg_of(&hits, "kb_walk"), "13 100000 101001 nil");
+    assert_string_equal(msg_of(&hits, "kb_none"), "nil");
+    fw_hit_list_clear(&hits);
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF2", "50.00"), &hits);
+    assert_string_equal(msg_of(&hits, "kb_keep"), "30201 10000 -1 true | 30201 0 -1 13");
+    assert_string_equal(msg_of(&hits, "kb_walk"), "13 90000 101001 nil");
+    fw_hit_list_clear(&hits);
+    fw_vcache_indicator_written(e.lg, "ZB2024-101001-0001");
+    assert_int_equal(fw_store_exec(e.st, "UPDATE indicators SET econ_class = '30299'"
+                                         " WHERE indicator_id = 'ZB2024-101001-0001'"),
+                     0);
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF3", "1.00"), &hits);
+    assert_string_equal(msg_of(&hits, "kb_keep"), "30299 15000 -1 true | 30201 10000 -1 13");
+    assert_string_equal(msg_of(&hits, "kb_walk"), "13 85000 101001 nil");
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +465,7 @@ int main(void)
         cmocka_unit_test(nested_and_large_bodies),
         cmocka_unit_test(lazy_indicator_table),
         cmocka_unit_test(memo_copies_and_clears),
+        cmocka_unit_test(indicator_base_across_evaluations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

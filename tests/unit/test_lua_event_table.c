@@ -453,6 +453,48 @@ static void indicator_base_across_evaluations(void **state)
     tl_close(&e);
 }
 
+/* ctx.time, ctx.date and ctx.is_workday remember the last time converted:
+ * other times in the same evaluation and in the next ones are converted
+ * afresh, and each call gets a table of its own. */
+static void time_across_calls(void **state)
+{
+    (void)state;
+    tl_env e;
+    tl_open(&e);
+    tl_write(e.dir, "tm.lua",
+             RULE("tm",
+                  "    local a = ctx.time(ctx.now())\n"
+                  "    a.hour = 99\n"
+                  "    local b = ctx.time(ctx.now())\n"
+                  "    local c = ctx.time(ctx.now() + 86400 * 40 + 3661)\n"
+                  "    local d = ctx.time(ctx.now())\n"
+                  "    return ('%%d-%%d-%%d %%d:%%d:%%d w%%d %%d | %%d-%%d-%%d %%d:%%d:%%d w%%d | "
+                  "%%d %%s %%s %%s'):format(\n"
+                  "      b.year, b.month, b.day, b.hour, b.min, b.sec, b.wday, a.hour,\n"
+                  "      c.year, c.month, c.day, c.hour, c.min, c.sec, c.wday, d.hour,\n"
+                  "      ctx.date(ctx.now() - 86400), ctx.date(), "
+                  "tostring(ctx.is_workday(ctx.now() + 86400 * 6)))"));
+    fw_rules *r = open_dir(&e);
+    fw_hit_list hits = {0};
+    tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF1", "100.00"), &hits);
+    /* 2024-06-03 10:15:00 +08:00 was a Monday; 40 days and 1:01:01 later,
+     * Saturday 2024-07-13 11:16:01; 2024-06-09 a Sunday, 2025-01-06 a Monday */
+    assert_string_equal(msg_of(&hits, "tm"), "2024-6-3 10:15:0 w1 99 | 2024-7-13 11:16:1 w6 | 10 "
+                                             "2024-06-02 2024-06-03 false");
+    fw_hit_list_clear(&hits);
+    char json[2048];
+    snprintf(json, sizeof json, "%s", TL_VOUCHER("ZF2", "1.00"));
+    char *at = strstr(json, "2024-06-03T10:15:00");
+    assert_non_null(at);
+    memcpy(at, "2024-12-31T23:59:59", 19);
+    tl_feed(&e, r, "fiscal.voucher.101001", json, &hits);
+    assert_string_equal(msg_of(&hits, "tm"), "2024-12-31 23:59:59 w2 99 | 2025-2-10 1:1:0 w1 | 23 "
+                                             "2024-12-30 2024-12-31 true");
+    fw_hit_list_free(&hits);
+    fw_rules_free(r);
+    tl_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +508,7 @@ int main(void)
         cmocka_unit_test(lazy_indicator_table),
         cmocka_unit_test(memo_copies_and_clears),
         cmocka_unit_test(indicator_base_across_evaluations),
+        cmocka_unit_test(time_across_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,10 @@
  * of one evaluation see the same pre-event ledger, so the first rule that
  * asks runs the query and the others reuse its C result (the memo owns it,
  * which also covers a Lua error while converting).
+ *
+ * Kept in the state between evaluations: ctx.indicator's bases (an
+ * indicator's fields but its balances, per id, exact: push_indicator_shared)
+ * and the list sets; per thread, the last time ctx.time converted.
  */
 #include <lauxlib.h>
 #include <stddef.h>

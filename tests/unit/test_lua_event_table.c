@@ -397,7 +397,8 @@ static void memo_copies_and_clears(void **state)
  * later evaluation sees the new balances, a table kept from an earlier one
  * its own (walked too: all 13 fields), a write stays in the writer's
  * table, and a class changed in the ledger (the cache told, as the ledger
- * does for its own writes) gives a new base. */
+ * does for its own writes) gives a new base; in hit details it is
+ * converted whole. */
 static void indicator_base_across_evaluations(void **state)
 {
     (void)state;
@@ -428,6 +429,9 @@ static void indicator_base_across_evaluations(void **state)
                              "      tostring(getmetatable(ind)))"));
     tl_write(e.dir, "kb_none.lua",
              RULE("kb_none", "    return tostring(ctx.indicator('ZB-NONE'))"));
+    tl_write(e.dir, "kb_details.lua",
+             RULE("kb_details", "    return { message = 'd', details = "
+                                "{ ind = ctx.indicator(v.indicator_id) } }"));
     fw_rules *r = open_dir(&e);
     fw_hit_list hits = {0};
     tl_feed(&e, r, "fiscal.indicator.101001", TL_ALLOCATE("ZB2024-101001-0001", "1000.00"), &hits);
@@ -440,6 +444,14 @@ static void indicator_base_across_evaluations(void **state)
     tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF2", "50.00"), &hits);
     assert_string_equal(msg_of(&hits, "kb_keep"), "30201 10000 -1 true | 30201 0 -1 13");
     assert_string_equal(msg_of(&hits, "kb_walk"), "13 90000 101001 nil");
+    /* an indicator in hit details is converted whole, base fields included */
+    const fw_hit *d = tl_find(&hits, "kb_details", NULL);
+    assert_non_null(d);
+    json_t *ind = json_object_get(d->details, "ind");
+    assert_int_equal(json_object_size(ind), 13);
+    assert_string_equal(json_string_value(json_object_get(ind, "econ_class")), "30201");
+    assert_int_equal(json_integer_value(json_object_get(ind, "frozen")), 10000);
+    assert_true(json_is_true(json_object_get(json_object_get(ind, "flags"), "salary")));
     fw_hit_list_clear(&hits);
     fw_vcache_indicator_written(e.lg, "ZB2024-101001-0001");
     assert_int_equal(fw_store_exec(e.st, "UPDATE indicators SET econ_class = '30299'"

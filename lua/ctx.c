@@ -21,9 +21,7 @@
  * asks runs the query and the others reuse its C result (the memo owns it,
  * which also covers a Lua error while converting).
  *
- * Kept in the state between evaluations: ctx.indicator's bases (an
- * indicator's fields but its balances, per id, exact: push_indicator_shared)
- * and the list sets; per thread, the last time ctx.time converted.
+ * Per thread, the last time ctx.time converted (time_local).
  */
 #include <lauxlib.h>
 #include <stddef.h>
@@ -493,7 +491,7 @@ static void push_flag_set(lua_State *L, int flags)
 
 /* Push the Lua table of an indicator; shared: its flags set is the state's
  * read-only one (the table is going to be shared by the rules). */
-static void push_indicator(lua_State *L, const fw_indicator *found)
+static void push_indicator(lua_State *L, const fw_indicator *found, int shared)
 {
     const fw_indicator ind = *found;
     lua_createtable(L, 0, 14);
@@ -505,98 +503,22 @@ static void push_indicator(lua_State *L, const fw_indicator *found)
     set_key_str(L, K_FUND_TYPE, ind.fund_type);
     set_key_str(L, K_FUND_SOURCE, ind.fund_source);
     set_key_str(L, K_PROJECT_CODE, ind.project_code);
-    lua_newtable(L);
-    for (int i = 0; i < 5; i++)
-        if (ind.flags & fw_flag_from_name(flag_names[i])) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, flag_names[i]);
-        }
+    if (shared) {
+        push_flag_set(L, ind.flags & 31);
+    } else {
+        lua_newtable(L);
+        for (int i = 0; i < 5; i++)
+            if (ind.flags & fw_flag_from_name(flag_names[i])) {
+                lua_pushboolean(L, 1);
+                lua_setfield(L, -2, flag_names[i]);
+            }
+    }
     set_key(L, K_FLAGS);
     set_key_int(L, K_ALLOCATED, ind.allocated);
     set_key_int(L, K_FROZEN, ind.frozen);
     set_key_int(L, K_PAID, ind.paid);
     set_key_int(L, K_AVAILABLE, ind.available);
 }
-/* The part of an indicator that its balances are not (what the base
- * holds), compared byte for byte (fw_indicator is zeroed before it is
- * filled, so equal fields are equal bytes). */
-#define IND_BASE_BYTES offsetof(fw_indicator, allocated)
-/* A state keeps at most this many indicator bases (then starts again). */
-#define IND_BASES_MAX 4096
-static const char ind_bases_key = 0; /* registry[&ind_bases_key] = {id = base userdata} */
-
-/* The base userdata of an indicator: its fields but the balances (as
- * read), with user value 1 the metatable of the tables that read them
- * from the base (fw_sbx_push_base_mt). */
-typedef struct ind_base {
-    unsigned char bytes[IND_BASE_BYTES];
-} ind_base;
-
-/* Push the shared table of an indicator in an evaluation (id at index 1):
- * its balances, and the rest read from a base made once per state and id
- * while those fields stay the same (sandbox.c, "inherited fields"): the
- * fourteen fields with their strings were most of the first ctx.indicator
- * of an evaluation, and the rules read a few of them. */
-static void push_indicator_shared(lua_State *L, const fw_indicator *found)
-{
-    luaL_checkstack(L, 8, "ctx.indicator");
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ind_bases_key) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &ind_bases_key);
-        fw_sbx_of(L)->ind_bases = 0;
-    }
-    int bases = lua_gettop(L);
-    lua_pushvalue(L, 1);
-    const ind_base *u = NULL;
-    if (lua_rawget(L, bases) == LUA_TUSERDATA)
-        u = lua_touserdata(L, -1);
-    if (u && memcmp(u->bytes, found, IND_BASE_BYTES) == 0) {
-        lua_getiuservalue(L, -1, 1);
-    } else {
-        lua_pop(L, 1);
-        fw_sbx *s = fw_sbx_of(L);
-        if (!u && ++s->ind_bases > IND_BASES_MAX) { /* start again */
-            lua_newtable(L);
-            lua_replace(L, bases);
-            lua_pushvalue(L, bases);
-            lua_rawsetp(L, LUA_REGISTRYINDEX, &ind_bases_key);
-            s->ind_bases = 1;
-        }
-        ind_base *nu = lua_newuserdatauv(L, sizeof *nu, 1);
-        memcpy(nu->bytes, found, IND_BASE_BYTES);
-        lua_createtable(L, 0, 10); /* the base */
-        set_key_str(L, K_INDICATOR_ID, found->indicator_id);
-        set_key_str(L, K_UNIT_CODE, found->unit_code);
-        set_key_int(L, K_YEAR, found->year);
-        set_key_str(L, K_FUNC_CLASS, found->func_class);
-        set_key_str(L, K_ECON_CLASS, found->econ_class);
-        set_key_str(L, K_FUND_TYPE, found->fund_type);
-        set_key_str(L, K_FUND_SOURCE, found->fund_source);
-        set_key_str(L, K_PROJECT_CODE, found->project_code);
-        push_flag_set(L, found->flags & 31);
-        set_key(L, K_FLAGS);
-        fw_sbx_push_base_mt(L, -1);
-        lua_remove(L, -2);
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, -3, 1);
-        lua_pushvalue(L, 1);
-        lua_pushvalue(L, -3);
-        lua_rawset(L, bases);
-    }
-    /* bases, base userdata, metatable */
-    lua_createtable(L, 0, 4);
-    set_key_int(L, K_ALLOCATED, found->allocated);
-    set_key_int(L, K_FROZEN, found->frozen);
-    set_key_int(L, K_PAID, found->paid);
-    set_key_int(L, K_AVAILABLE, found->available);
-    lua_insert(L, -2);
-    lua_setmetatable(L, -2);
-    lua_replace(L, bases);
-    lua_settop(L, bases);
-}
-
 /* Slot of the evaluation's ctx cache (fw_eval_push_ctx_cache) that holds
  * the indicator tables by id (false: no such indicator). */
 #define CTX_CACHE_IND 1
@@ -667,10 +589,10 @@ static int ctx_indicator(lua_State *L)
         return 1;
     }
     if (!t) {
-        push_indicator(L, found);
+        push_indicator(L, found, 0);
         return 1;
     }
-    push_indicator_shared(L, found);
+    push_indicator(L, found, 1);
     fw_sbx_push_overlay_mt(L, -1);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, -2);

@@ -51,7 +51,6 @@ typedef struct fw_sbx {
     int lazy_mt_ref, lazy_body_mt_ref; /* registry: metatables of a lazy event (sandbox.c) */
     int mtkeys_ref;                    /* registry: {"__index", "__newindex", "__pairs"} */
     int lazy_keys_ref;                 /* registry: the lazy events' keys by position */
-    int ind_bases;                     /* ctx.indicator: bases the state keeps (ctx.c) */
     void *owner;  /* the fw_rule being called (NULL: the engine, a test file) */
     json_t *keep; /* json values to release after the current call */
     void *pool_free[FW_SBX_POOL_MAX / 16 + 1]; /* free blocks by 16-byte class */
@@ -134,14 +133,8 @@ typedef void (*fw_sbx_fill_fn)(lua_State *L, void *arg, json_t *aux, json_t *bod
 void *fw_sbx_push_lazy_fill(lua_State *L, json_t *body, json_t *aux, fw_sbx_fill_fn fill,
                             size_t arg_len);
 /* Convert every field of the lazy S at idx not converted yet, make S a
- * plain table and release the body; a table with a base (below) gets its
- * base's fields and becomes plain (nothing for any other table). */
+ * plain table and release the body (nothing when S is not lazy). */
 void fw_sbx_lazy_complete(lua_State *L, int idx);
-/* Push a metatable for tables that read the fields they lack from the
- * table at base (sandbox.c, "inherited fields"): completing such a table
- * (fw_sbx_lazy_complete, as settling an overlay of it does) copies them in.
- * The base must never change nor reach a rule. */
-void fw_sbx_push_base_mt(lua_State *L, int base);
 /* If the value at idx is an unsettled overlay, copy its source's fields
  * into it and make it a plain table (anything that walks a table raw calls
  * this first). */

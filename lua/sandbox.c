@@ -589,69 +589,12 @@ static int lazy_index(lua_State *L)
     return 1;
 }
 
-/* ---- inherited fields ----
- *
- * A table with a base (fw_sbx_push_base_mt) holds some fields itself and
- * reads the others from its base through a table __index (no C call): a
- * part that does not change (an indicator's classes and flags) is made
- * once and shared by the tables of many evaluations, each of which holds
- * only what changes (its balances).  Completing the table (what settling
- * an overlay of it does first: pairs, next, rawget, a write) copies the
- * base's fields into it and drops the metatable, so a walk sees every
- * field.  The base is never handed to a rule and never changes. */
-
-static const char base_key = 0; /* metatable[&base_key] = the base */
-
-void fw_sbx_push_base_mt(lua_State *L, int base)
-{
-    base = lua_absindex(L, base);
-    lua_createtable(L, 0, 2);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, fw_sbx_of(L)->mtkeys_ref);
-    lua_rawgeti(L, -1, 1); /* "__index" */
-    lua_pushvalue(L, base);
-    lua_rawset(L, -4);
-    lua_pop(L, 1);
-    lua_pushvalue(L, base);
-    lua_rawsetp(L, -2, &base_key);
-}
-
-/* Copy the base's fields into the table at idx and drop its metatable, if
- * it has a base. */
-static void base_complete(lua_State *L, int idx)
-{
-    if (!lua_getmetatable(L, idx))
-        return;
-    if (lua_rawgetp(L, -1, &base_key) != LUA_TTABLE) {
-        lua_pop(L, 2);
-        return;
-    }
-    luaL_checkstack(L, 6, "event");
-    int base = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, base)) {
-        lua_pushvalue(L, -2);
-        if (lua_rawget(L, idx) != LUA_TNIL) {
-            lua_pop(L, 2);
-            continue;
-        }
-        lua_pop(L, 1);
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, idx);
-    }
-    lua_pop(L, 2);
-    lua_pushnil(L);
-    lua_setmetatable(L, idx);
-}
-
 void fw_sbx_lazy_complete(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
     void *p = lazy_get(L, idx);
-    if (!p) {
-        base_complete(L, idx);
+    if (!p)
         return;
-    }
     luaL_checkstack(L, 8, "event");
     if (*(int *)p == LAZY_BLOB) {
         lazy_blob *b = p;

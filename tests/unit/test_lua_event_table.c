@@ -392,14 +392,12 @@ static void memo_copies_and_clears(void **state)
     tl_close(&e);
 }
 
-/* ctx.indicator's table holds the balances read in its evaluation and the
- * other fields from a base the state keeps per indicator (lua/ctx.c): a
- * later evaluation sees the new balances, a table kept from an earlier one
- * its own (walked too: all 13 fields), a write stays in the writer's
- * table, and a class changed in the ledger (the cache told, as the ledger
- * does for its own writes) gives a new base; in hit details it is
- * converted whole. */
-static void indicator_base_across_evaluations(void **state)
+/* ctx.indicator across evaluations: a later evaluation sees the new
+ * balances, a table kept from an earlier one its own (walked too: all 13
+ * fields), a write stays in the writer's table, a class changed in the
+ * ledger (the cache told, as the ledger does for its own writes) is seen,
+ * and in hit details the table is converted whole. */
+static void indicator_across_evaluations(void **state)
 {
     (void)state;
     tl_env e;
@@ -444,7 +442,7 @@ static void indicator_base_across_evaluations(void **state)
     tl_feed(&e, r, "fiscal.voucher.101001", TL_VOUCHER("ZF2", "50.00"), &hits);
     assert_string_equal(msg_of(&hits, "kb_keep"), "30201 10000 -1 true | 30201 0 -1 13");
     assert_string_equal(msg_of(&hits, "kb_walk"), "13 90000 101001 nil");
-    /* an indicator in hit details is converted whole, base fields included */
+    /* an indicator in hit details is converted whole */
     const fw_hit *d = tl_find(&hits, "kb_details", NULL);
     assert_non_null(d);
     json_t *ind = json_object_get(d->details, "ind");
@@ -519,7 +517,7 @@ int main(void)
         cmocka_unit_test(nested_and_large_bodies),
         cmocka_unit_test(lazy_indicator_table),
         cmocka_unit_test(memo_copies_and_clears),
-        cmocka_unit_test(indicator_base_across_evaluations),
+        cmocka_unit_test(indicator_across_evaluations),
         cmocka_unit_test(time_across_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

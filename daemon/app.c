@@ -343,34 +343,6 @@ static int savepoint(fw_app *a, const char *sql)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* A stream message decoded on the cnats thread that delivered it
- * (fw_intake_set_prepare): decoding and validation need neither the store
- * nor Lua, and were ~4 % of the loop's time per message. */
-typedef struct decoded_msg {
-    int rc; /* fw_event_decode's */
-    fw_event ev;
-    fw_decode_error de;
-} decoded_msg;
-
-static void *decode_off_loop(void *ud, const fw_intake_msg *m)
-{
-    (void)ud;
-    decoded_msg *d = malloc(sizeof *d);
-    if (!d)
-        return NULL; /* the loop decodes it */
-    memset(&d->de, 0, sizeof d->de);
-    d->rc = fw_event_decode(m->subject, m->data, (size_t)m->len, &d->ev, &d->de);
-    return d;
-}
-
-static void decoded_free(void *p)
-{
-    decoded_msg *d = p;
-    if (d->rc == 0)
-        fw_event_clear(&d->ev);
-    free(d);
-}
-
 /* process_message: a module failed on the message in the optimistic mode
  * (no savepoint to undo just that message): the caller must redo the batch
  * carefully (on_messages). */
@@ -385,24 +357,14 @@ enum { MSG_REDO = -2 };
  * store itself failed (the batch must be rolled back and nothing acked).
  * A malformed message needs no undo: it is dead-lettered in both modes. */
 static int process_message(fw_app *a, const char *subject, const char *data, int len, uint64_t seq,
-                           void **prep, int careful, fw_decode_error *de_out)
+                           int careful, fw_decode_error *de_out)
 {
     fw_event ev;
     fw_decode_error de = {{0}, {0}};
     if (careful && savepoint(a, "SAVEPOINT msg") != 0)
         return -1;
-    int rc, decoded;
-    decoded_msg *d = prep ? *prep : NULL;
-    if (d) { /* taken: a redo of the batch decodes it here */
-        *prep = NULL;
-        decoded = d->rc;
-        ev = d->ev;
-        de = d->de;
-        free(d);
-    } else {
-        decoded = fw_event_decode(subject, data, (size_t)len, &ev, &de);
-    }
-    if (decoded != 0) {
+    int rc;
+    if (fw_event_decode(subject, data, (size_t)len, &ev, &de) != 0) {
         rc = record_dlq(a, subject, data, len, seq, &de);
     } else {
         rc = apply_event(a, &ev, seq, data, len);
@@ -500,7 +462,7 @@ int fw_app_feed(fw_app *a, const char *subject, const char *data, int len, char 
                 goto store_fail;
         }
     }
-    int rc = process_message(a, subject, data, len, 0, NULL, 1, &de);
+    int rc = process_message(a, subject, data, len, 0, 1, &de);
     if (rc < 0 || fw_store_commit(a->store) != 0)
         goto store_fail;
     if (rc == 1) {
@@ -798,7 +760,7 @@ static int redo_batch_carefully(fw_app *a, fw_intake_msg **msgs, int k, const ba
     for (int i = 0; i < k && rc >= 0; i++)
         if (msgs[i]->stream_seq > a->committed_seq)
             rc = process_message(a, msgs[i]->subject, msgs[i]->data, msgs[i]->len,
-                                 msgs[i]->stream_seq, &msgs[i]->prep, 1, NULL);
+                                 msgs[i]->stream_seq, 1, NULL);
     fw_log_set_level((fw_log_level)level);
     return rc < 0 ? -1 : 0;
 }
@@ -852,7 +814,7 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
         if (msgs[i]->stream_seq <= a->committed_seq)
             continue; /* already committed before a restart or resync: just ack */
         int rc = process_message(a, msgs[i]->subject, msgs[i]->data, msgs[i]->len,
-                                 msgs[i]->stream_seq, &msgs[i]->prep, careful, NULL);
+                                 msgs[i]->stream_seq, careful, NULL);
         if (rc == MSG_REDO) {
             careful = 1;
             a->batch_optimistic = 0;
@@ -861,7 +823,7 @@ static void on_messages(void *ud, fw_intake_msg **msgs, int n)
             /* This message again, as today: it fails again and is
              * dead-lettered (or, if the failure was transient, applied). */
             rc = process_message(a, msgs[i]->subject, msgs[i]->data, msgs[i]->len,
-                                 msgs[i]->stream_seq, &msgs[i]->prep, 1, NULL);
+                                 msgs[i]->stream_seq, 1, NULL);
         }
         if (rc < 0)
             goto fatal;
@@ -1341,7 +1303,6 @@ int fw_app_run(fw_config *cfg)
     a->intake = fw_intake_new(a->base, cfg, on_messages, committed_seq, a, err, sizeof err);
     if (!a->intake)
         goto out;
-    fw_intake_set_prepare(a->intake, decode_off_loop, decoded_free, NULL);
     fw_metric_gauge_fn("fundwatch_consumer_lag", "Stream messages not yet delivered", NULL,
                        gauge_lag, a);
     fw_metric_gauge_fn("fundwatch_intake_queued", "Messages received, not yet handled", NULL,

@@ -33,9 +33,6 @@ struct fw_intake {
     fw_intake_handler handler;
     fw_intake_committed_fn committed;
     void *ud;
-    fw_intake_prepare_fn prepare; /* NULL: none */
-    void (*prep_free)(void *);
-    void *prep_ud;
     int batch_max;
     int batch_cur; /* adaptive: keeps one handler call near k_slice_ms */
     int held;      /* fw_intake_hold: no stream messages to the handler */
@@ -113,8 +110,6 @@ static void msg_free(fw_intake_msg *m)
 {
     if (!m)
         return;
-    if (m->prep && m->prep_free)
-        m->prep_free(m->prep);
     free(m->subject);
     free(m->data);
     free(m->reply);
@@ -189,10 +184,6 @@ static void on_stream_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
         return;
     }
     fw_metric_add(in->m_received, 1);
-    if (in->prepare) {
-        m->prep = in->prepare(in->prep_ud, m);
-        m->prep_free = in->prep_free;
-    }
     pthread_mutex_lock(&in->lock);
     /* Wake the loop only when the queue turns non-empty: the loop drains it
      * and re-arms itself while messages remain.  Activating the event for
@@ -711,14 +702,6 @@ int fw_intake_serve_checks(fw_intake *in, void (*fn)(void *ud, const fw_intake_m
         n++;
     }
     return n;
-}
-
-void fw_intake_set_prepare(fw_intake *in, fw_intake_prepare_fn prepare,
-                           void (*prep_free)(void *prep), void *ud)
-{
-    in->prepare = prepare;
-    in->prep_free = prep_free;
-    in->prep_ud = ud;
 }
 
 void fw_intake_set_batch(fw_intake *in, int max)

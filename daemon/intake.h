@@ -3,13 +3,10 @@
  *
  * One NATS connection, attached to the daemon's event_base with cnats's
  * libevent adapter, so its socket is read on the loop thread.  cnats still
- * delivers subscription callbacks on its own threads; those callbacks copy
- * the message, run the app's prepare function on it if it set one
- * (fw_intake_set_prepare: the daemon decodes and validates there, work that
- * needs neither the store nor Lua, off the loop's core), put it into a
- * mutex-protected queue and wake the loop (event_active).  Everything else
- * - the store, Lua - happens on the loop thread, in the handler given to
- * fw_intake_new.
+ * delivers subscription callbacks on its own threads; those callbacks only
+ * copy the message into a mutex-protected queue and wake the loop
+ * (event_active).  Everything else - decoding, the store, Lua - happens on
+ * the loop thread, in the handler given to fw_intake_new.
  *
  * Ordering and exactly-once.  The daemon keeps the stream sequence of the
  * last committed message in the store, in the same transaction as the
@@ -62,17 +59,7 @@ typedef struct fw_intake_msg {
     int deliveries;
     int gen;      /* consumer generation */
     int is_check; /* a fundwatch.check request */
-    /* What the prepare function made of a stream message (NULL: none, or
-     * taken by the handler, which then frees it itself). */
-    void *prep;
-    void (*prep_free)(void *prep);
 } fw_intake_msg;
-
-/* Called on a cnats thread for each stream message before it is queued
- * for the loop; returns what the handler finds in m->prep (freed with
- * prep_free if the handler leaves it there).  It must not touch the
- * store, Lua or anything else of the loop's. */
-typedef void *(*fw_intake_prepare_fn)(void *ud, const fw_intake_msg *m);
 
 /* Called on the loop thread with the messages that arrived, in order.
  * Check requests come in their own call (n may be 1) before stream
@@ -109,9 +96,6 @@ int fw_nats_connect_checks(const fw_config *cfg, struct __natsConnection **nc);
 
 /* Max messages handed to the handler per call (the batch). */
 void fw_intake_set_batch(fw_intake *in, int max);
-/* Set the prepare function (before fw_intake_start). */
-void fw_intake_set_prepare(fw_intake *in, fw_intake_prepare_fn prepare,
-                           void (*prep_free)(void *prep), void *ud);
 
 void fw_intake_ack(fw_intake *in, const fw_intake_msg *m);
 /* Ack by the reply subject taken from a message (see fw_intake_handler). */

@@ -806,15 +806,21 @@ static _Thread_local uint64_t eval_serial = 1;
 /* The clock read that ended the previous rule call of this evaluation
  * starts the next one (half the clock reads; what runs between two calls is
  * the dispatch of the next rule).  ensure_eval breaks the chain: building
- * the event is no rule's time. */
+ * the event is no rule's time.  Only one evaluation in TIME_SAMPLE is
+ * timed, its times counted TIME_SAMPLE-fold: a clock read (~25 ns) per
+ * rule call was ~2 % of an evaluation, and at thousands of evaluations a
+ * second the sample makes the same per-rule sums within a scrape. */
+#define TIME_SAMPLE 8
 static _Thread_local struct {
     uint64_t serial; /* eval_serial of end; 0: no chain */
     double end;
+    int timed; /* this evaluation is timed */
 } call_clock;
 
 void fw_rule_eval_begin(void)
 {
     eval_serial++;
+    call_clock.timed = eval_serial % TIME_SAMPLE == 0;
 }
 
 typedef struct build_args {
@@ -1062,7 +1068,9 @@ static void mask_digit_runs(const char *in, char *out, size_t outlen)
 static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
 {
     char why[512];
-    double t0 = call_clock.serial == eval_serial ? call_clock.end : mono_seconds();
+    double t0 = !call_clock.timed                  ? 0
+                : call_clock.serial == eval_serial ? call_clock.end
+                                                   : mono_seconds();
     memset(&a->pending, 0, sizeof a->pending);
     r->sbx->owner = r;
     int rc = fw_sbx_call(r->sbx, do_call, a, why, sizeof why);
@@ -1093,13 +1101,16 @@ static int run_call(fw_rule *r, call_args *a, fw_hit_list *hits)
         fw_hit_list_free(&a->pending);
         if (n)
             fw_metric_add(r->m_hits, n);
-        call_clock.end = mono_seconds();
-        call_clock.serial = eval_serial;
-        fw_metric_add(r->m_seconds, call_clock.end - t0);
+        if (call_clock.timed) {
+            call_clock.end = mono_seconds();
+            call_clock.serial = eval_serial;
+            fw_metric_add(r->m_seconds, (call_clock.end - t0) * TIME_SAMPLE);
+        }
         return n;
     }
     call_clock.serial = 0; /* the failure path below is charged to no rule */
-    fw_metric_add(r->m_seconds, mono_seconds() - t0);
+    if (call_clock.timed)
+        fw_metric_add(r->m_seconds, (mono_seconds() - t0) * TIME_SAMPLE);
     fw_hit_list_free(&a->pending);
     fw_metric_add(r->m_errors, 1);
     /* At most one log line per rule per minute (a rule may fail on every

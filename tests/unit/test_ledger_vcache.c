@@ -34,6 +34,7 @@
 #include "daemon/store.h"
 #include "daemon/timeutil.h"
 #include "daemon/voucher_cache.h"
+#include "tests/support/harness.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;
 static uint64_t xr(void)
@@ -583,8 +584,8 @@ static void insert_voucher_outside(sqlite3 *db, int no, int seq)
 static void records_match_sql_through_rollbacks(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/fw-vcache-XXXXXX", path[128], err[256];
-    assert_non_null(mkdtemp(dir));
+    char *dir = fw_t_tmpdir("vcache"), path[1100], err[256];
+    assert_non_null(dir);
     snprintf(path, sizeof path, "%s/ledger.db", dir);
     fw_store *st = fw_store_open(path, fw_ledger_migrations, fw_ledger_nmigrations, 0,
                                  FW_SYNC_NORMAL, err, sizeof err);
@@ -727,9 +728,8 @@ static void records_match_sql_through_rollbacks(void **state)
     fw_vcache_free(c);
     fw_ledger_free(lg);
     fw_store_close(st);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    fw_t_rmtree(dir);
+    free(dir);
 }
 
 /* The migration that moves the bodies out of the rows keeps every body
@@ -738,8 +738,8 @@ static void records_match_sql_through_rollbacks(void **state)
 static void bodies_move_with_their_migration(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/fw-vcache-XXXXXX", path[128], err[256];
-    assert_non_null(mkdtemp(dir));
+    char *dir = fw_t_tmpdir("vcache"), path[1100], err[256];
+    assert_non_null(dir);
     snprintf(path, sizeof path, "%s/ledger.db", dir);
     /* every ledger migration before ledger_bodies */
     int before = fw_ledger_nmigrations - 1;
@@ -788,17 +788,16 @@ static void bodies_move_with_their_migration(void **state)
     json_decref(v);
     fw_ledger_free(lg);
     fw_store_close(st);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    fw_t_rmtree(dir);
+    free(dir);
 }
 
 /* A commit by another connection (a file database) is seen. */
 static void indicators_follow_another_connection(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/fw-vcache-XXXXXX", path[128], err[256];
-    assert_non_null(mkdtemp(dir));
+    char *dir = fw_t_tmpdir("vcache"), path[1100], err[256];
+    assert_non_null(dir);
     snprintf(path, sizeof path, "%s/ledger.db", dir);
     fw_store *st = fw_store_open(path, fw_ledger_migrations, fw_ledger_nmigrations, 0,
                                  FW_SYNC_NORMAL, err, sizeof err);
@@ -841,9 +840,8 @@ static void indicators_follow_another_connection(void **state)
     fw_vcache_free(c);
     fw_ledger_free(lg);
     fw_store_close(st);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    fw_t_rmtree(dir);
+    free(dir);
 }
 
 int main(void)

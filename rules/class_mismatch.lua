@@ -25,7 +25,8 @@ return {
       return nil
     end
     local diffs, details -- made at the first difference
-    for _, f in ipairs(FIELDS) do
+    for i = 1, #FIELDS do -- a numeric for: ipairs is a C call per field
+      local f = FIELDS[i]
       local field, label, always = f[1], f[2], f[3]
       local mine = v[field]
       if always or (mine ~= nil and mine ~= "") then

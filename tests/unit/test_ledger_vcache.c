@@ -581,15 +581,33 @@ static void insert_voucher_outside(sqlite3 *db, int no, int seq)
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 }
 
+/* A ledger store in a file of a fresh temp directory (*dir, removed by
+ * close_file_store), with the first nmig ledger migrations; its path in
+ * path (another connection may open it). */
+static fw_store *open_file_store(char **dir, char *path, size_t pathlen, int nmig)
+{
+    char err[256];
+    *dir = fw_t_tmpdir("vcache");
+    assert_non_null(*dir);
+    snprintf(path, pathlen, "%s/ledger.db", *dir);
+    fw_store *st =
+        fw_store_open(path, fw_ledger_migrations, nmig, 0, FW_SYNC_NORMAL, err, sizeof err);
+    assert_non_null(st);
+    return st;
+}
+
+static void close_file_store(fw_store *st, char *dir)
+{
+    fw_store_close(st);
+    fw_t_rmtree(dir);
+    free(dir);
+}
+
 static void records_match_sql_through_rollbacks(void **state)
 {
     (void)state;
-    char *dir = fw_t_tmpdir("vcache"), path[1100], err[256];
-    assert_non_null(dir);
-    snprintf(path, sizeof path, "%s/ledger.db", dir);
-    fw_store *st = fw_store_open(path, fw_ledger_migrations, fw_ledger_nmigrations, 0,
-                                 FW_SYNC_NORMAL, err, sizeof err);
-    assert_non_null(st);
+    char *dir, path[1100];
+    fw_store *st = open_file_store(&dir, path, sizeof path, fw_ledger_nmigrations);
     fw_ledger *lg = fw_ledger_new(st);
     allocate_test_indicator(lg);
     fw_vcache *c = fw_vcache_new(lg);
@@ -727,9 +745,7 @@ static void records_match_sql_through_rollbacks(void **state)
     assert_int_equal(fw_vcache_voucher_reads(c), reads);
     fw_vcache_free(c);
     fw_ledger_free(lg);
-    fw_store_close(st);
-    fw_t_rmtree(dir);
-    free(dir);
+    close_file_store(st, dir);
 }
 
 /* The migration that moves the bodies out of the rows keeps every body
@@ -738,15 +754,11 @@ static void records_match_sql_through_rollbacks(void **state)
 static void bodies_move_with_their_migration(void **state)
 {
     (void)state;
-    char *dir = fw_t_tmpdir("vcache"), path[1100], err[256];
-    assert_non_null(dir);
-    snprintf(path, sizeof path, "%s/ledger.db", dir);
     /* every ledger migration before ledger_bodies */
     int before = fw_ledger_nmigrations - 1;
     assert_string_equal(fw_ledger_migrations[before].name, "ledger_bodies");
-    fw_store *st =
-        fw_store_open(path, fw_ledger_migrations, before, 0, FW_SYNC_NORMAL, err, sizeof err);
-    assert_non_null(st);
+    char *dir, path[1100], err[256];
+    fw_store *st = open_file_store(&dir, path, sizeof path, before);
     for (int no = 0; no < 60; no++) {
         char sql[1024];
         snprintf(sql, sizeof sql,
@@ -787,21 +799,15 @@ static void bodies_move_with_their_migration(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "purpose")), "办公用品采购");
     json_decref(v);
     fw_ledger_free(lg);
-    fw_store_close(st);
-    fw_t_rmtree(dir);
-    free(dir);
+    close_file_store(st, dir);
 }
 
 /* A commit by another connection (a file database) is seen. */
 static void indicators_follow_another_connection(void **state)
 {
     (void)state;
-    char *dir = fw_t_tmpdir("vcache"), path[1100], err[256];
-    assert_non_null(dir);
-    snprintf(path, sizeof path, "%s/ledger.db", dir);
-    fw_store *st = fw_store_open(path, fw_ledger_migrations, fw_ledger_nmigrations, 0,
-                                 FW_SYNC_NORMAL, err, sizeof err);
-    assert_non_null(st);
+    char *dir, path[1100];
+    fw_store *st = open_file_store(&dir, path, sizeof path, fw_ledger_nmigrations);
     fw_ledger *lg = fw_ledger_new(st);
     apply(lg, "fiscal.indicator.101001",
           "{\"id\":\"evt-a\",\"op\":\"allocate\",\"occurred_at\":\"2024-06-01T09:00:00+08:00\","
@@ -839,9 +845,7 @@ static void indicators_follow_another_connection(void **state)
     assert_string_equal(r.state, "signed");
     fw_vcache_free(c);
     fw_ledger_free(lg);
-    fw_store_close(st);
-    fw_t_rmtree(dir);
-    free(dir);
+    close_file_store(st, dir);
 }
 
 int main(void)
